@@ -1,0 +1,678 @@
+"""Capacity models over step statistics: USL fit, knee, SLO-limited capacity, projections.
+
+Pure functions: arrays and step objects in, frozen results out, never I/O. Thin or odd data
+gives a result that says why (ok=False, a reason, warnings) instead of raising, because a
+short or killed run must still render a report; only caller mistakes a user can fix (a
+headroom of 1.5, a negative target) raise `CapacityError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+from scipy import optimize, stats
+
+from capacity.errors import CapacityError
+
+CI_LEVEL = 0.95
+MIN_DISTINCT_POINTS = 4
+# kappa adds less than this to the USL denominator over the measured range: treat it as 0.
+KAPPA_NEGLIGIBLE = 1e-6
+# Measured points whose efficiency X/(lambda N) stays above this never left the linear part.
+LINEAR_EFFICIENCY = 0.8
+EXTRAPOLATION_FACTOR = 2.0
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+class StepLike(Protocol):
+    """What the models read from a step (`capacity.steps.StepStats` satisfies it)."""
+
+    @property
+    def users(self) -> float: ...
+    @property
+    def throughput_rps(self) -> float: ...
+    @property
+    def p95_ms(self) -> float: ...
+    @property
+    def error_rate(self) -> float: ...
+    @property
+    def cpu_cores_mean(self) -> Mapping[str, float]: ...
+    @property
+    def mem_mb_mean(self) -> Mapping[str, float]: ...
+    @property
+    def mem_limit_mb(self) -> Mapping[str, float]: ...
+
+
+def usl_throughput(n: ArrayLike | float, sigma: float, kappa: float, lambda_: float) -> np.ndarray:
+    """Universal Scalability Law: X(N) = lambda N / (1 + sigma (N-1) + kappa N (N-1))."""
+    n_arr = np.asarray(n, dtype=float)
+    return lambda_ * n_arr / (1.0 + sigma * (n_arr - 1.0) + kappa * n_arr * (n_arr - 1.0))
+
+
+@dataclass(frozen=True)
+class UslFit:
+    """A fitted USL with 95% intervals; ok=False with `reason` when it could not be fitted.
+
+    `peak_concurrency` is inf when kappa is negligible (no retrograde region measured); then
+    `max_throughput_rps` is the asymptote lambda/sigma. `reached_curvature` is False when the
+    measured points stay near-linear or end below half the predicted peak, i.e. sigma, kappa
+    and the peak are extrapolated rather than measured.
+    """
+
+    ok: bool
+    reason: str | None
+    n_points: int
+    n_distinct: int
+    sigma: float = math.nan
+    kappa: float = math.nan
+    lambda_: float = math.nan
+    sigma_ci: tuple[float, float] = (math.nan, math.nan)
+    kappa_ci: tuple[float, float] = (math.nan, math.nan)
+    lambda_ci: tuple[float, float] = (math.nan, math.nan)
+    r2: float = math.nan
+    peak_concurrency: float = math.nan
+    max_throughput_rps: float = math.nan
+    max_measured_concurrency: float = math.nan
+    max_measured_throughput_rps: float = math.nan
+    reached_curvature: bool = False
+    warnings: tuple[str, ...] = ()
+    covariance: tuple[tuple[float, ...], ...] | None = field(default=None, repr=False)
+
+    def predict(self, n: ArrayLike | float) -> np.ndarray:
+        """Throughput predicted at concurrency n (NaN when the fit failed)."""
+        if not self.ok:
+            return np.full(np.shape(n), math.nan)
+        return usl_throughput(n, self.sigma, self.kappa, self.lambda_)
+
+    def predict_band(
+        self, n: ArrayLike | float, level: float = CI_LEVEL
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence band (low, high) of the mean throughput at n, by the delta method.
+
+        The gradient of X(N) with respect to (sigma, kappa, lambda) maps the fit's covariance
+        to a variance of X(N); the band uses Student's t with n_points - 3 degrees of freedom.
+        """
+        n_arr = np.asarray(n, dtype=float)
+        centre = self.predict(n_arr)
+        dof = self.n_points - 3
+        if not self.ok or self.covariance is None or dof < 1:
+            nan = np.full(np.shape(n_arr), math.nan)
+            return nan, nan.copy()
+        denom = 1.0 + self.sigma * (n_arr - 1.0) + self.kappa * n_arr * (n_arr - 1.0)
+        grad = np.stack(
+            [
+                -self.lambda_ * n_arr * (n_arr - 1.0) / denom**2,
+                -self.lambda_ * n_arr * n_arr * (n_arr - 1.0) / denom**2,
+                n_arr / denom,
+            ]
+        )
+        cov = np.asarray(self.covariance, dtype=float)
+        variance = np.einsum("i...,ij,j...->...", grad, cov, grad)
+        half = stats.t.ppf(0.5 + level / 2.0, dof) * np.sqrt(np.clip(variance, 0.0, None))
+        return centre - half, centre + half
+
+
+def _failed_fit(
+    reason: str, n_points: int, n_distinct: int, n: np.ndarray, x: np.ndarray
+) -> UslFit:
+    return UslFit(
+        ok=False,
+        reason=reason,
+        n_points=n_points,
+        n_distinct=n_distinct,
+        max_measured_concurrency=float(n.max()) if n.size else math.nan,
+        max_measured_throughput_rps=float(x.max()) if x.size else math.nan,
+    )
+
+
+def _initial_guesses(n: np.ndarray, x: np.ndarray) -> list[tuple[float, float, float]]:
+    """Starting points: Gunther's linearisation plus a few fixed shapes.
+
+    With lambda ~ X(N_min)/N_min, N/C(N) - 1 = sigma (N-1) + kappa N (N-1) is linear in
+    sigma and kappa, which lands the optimiser near the right basin on most data.
+    """
+    smallest = n == n.min()
+    lambda0 = float(np.max(x[smallest] / n[smallest]))
+    capacity_ratio = x / lambda0
+    y = n / capacity_ratio - 1.0
+    design = np.column_stack([n - 1.0, n * (n - 1.0)])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    sigma0 = float(np.clip(coef[0], 1e-4, 0.95))
+    kappa0 = float(max(coef[1], 1e-8))
+    return [
+        (sigma0, kappa0, lambda0),
+        (0.05, 1e-4, lambda0),
+        (0.2, 1e-3, lambda0 * 1.2),
+        (0.01, 1e-6, lambda0),
+    ]
+
+
+def fit_usl(concurrency: ArrayLike, throughput_rps: ArrayLike, level: float = CI_LEVEL) -> UslFit:
+    """Fit the USL by bounded nonlinear least squares on relative residuals.
+
+    Residuals are weighted by 1/X because load-test noise is roughly proportional to
+    throughput; unweighted fits let the largest steps dominate and bias sigma. Bounds:
+    0 <= sigma <= 1, kappa >= 0, lambda > 0. Several starts; the lowest cost wins.
+    """
+    n_all = np.asarray(concurrency, dtype=float).ravel()
+    x_all = np.asarray(throughput_rps, dtype=float).ravel()
+    if n_all.shape != x_all.shape:
+        raise CapacityError(
+            f"fit_usl: {n_all.size} concurrency values but {x_all.size} throughput values"
+        )
+    keep = np.isfinite(n_all) & np.isfinite(x_all) & (n_all > 0) & (x_all > 0)
+    n, x = n_all[keep], x_all[keep]
+    n_distinct = int(np.unique(n).size)
+    if n_distinct < MIN_DISTINCT_POINTS:
+        dropped = int((~keep).sum())
+        extra = f" ({dropped} point(s) without positive throughput dropped)" if dropped else ""
+        return _failed_fit(
+            f"needs at least {MIN_DISTINCT_POINTS} load steps with distinct concurrency and "
+            f"positive throughput to fit 3 parameters, got {n_distinct}{extra}",
+            int(n.size),
+            n_distinct,
+            n,
+            x,
+        )
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for p0 in _initial_guesses(n, x):
+        try:
+            popt, pcov = optimize.curve_fit(
+                usl_throughput,
+                n,
+                x,
+                p0=p0,
+                sigma=x,
+                bounds=([0.0, 0.0, 1e-12], [1.0, np.inf, np.inf]),
+                x_scale="jac",
+                max_nfev=5000,
+            )
+        except (RuntimeError, ValueError, optimize.OptimizeWarning):
+            continue
+        cost = float(np.sum(((usl_throughput(n, *popt) - x) / x) ** 2))
+        if best is None or cost < best[0]:
+            best = (cost, popt, pcov)
+    if best is None:
+        return _failed_fit(
+            "the least-squares fit did not converge from any start", int(n.size), n_distinct, n, x
+        )
+    _, popt, pcov = best
+    return _summarise_fit(n, x, popt, pcov, n_distinct, level)
+
+
+def _summarise_fit(
+    n: np.ndarray, x: np.ndarray, popt: np.ndarray, pcov: np.ndarray, n_distinct: int, level: float
+) -> UslFit:
+    sigma, kappa, lambda_ = (float(v) for v in popt)
+    warnings: list[str] = []
+    dof = n.size - 3
+    finite_cov = bool(np.all(np.isfinite(pcov)))
+    if dof >= 1 and finite_cov:
+        half = stats.t.ppf(0.5 + level / 2.0, dof) * np.sqrt(np.clip(np.diag(pcov), 0.0, None))
+    else:
+        half = np.full(3, math.nan)
+        warnings.append("no confidence intervals: too few points or a degenerate fit")
+    # Intervals are clipped to the parameters' physical bounds.
+    sigma_ci = (max(0.0, sigma - half[0]), min(1.0, sigma + half[0]))
+    kappa_ci = (max(0.0, kappa - half[1]), kappa + half[1])
+    lambda_ci = (max(0.0, lambda_ - half[2]), lambda_ + half[2])
+    fitted = usl_throughput(n, sigma, kappa, lambda_)
+    ss_tot = float(np.sum((x - x.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((x - fitted) ** 2)) / ss_tot if ss_tot > 0 else math.nan
+    max_n = float(n.max())
+    if kappa * max_n * max(max_n - 1.0, 1.0) < KAPPA_NEGLIGIBLE:
+        peak = math.inf
+        max_x = lambda_ / sigma if sigma > 0 else math.inf
+        warnings.append(
+            "no retrograde region measured: kappa ~ 0, so no peak; the maximum throughput "
+            "is the asymptote lambda/sigma"
+        )
+    else:
+        peak = math.sqrt((1.0 - sigma) / kappa)
+        max_x = float(usl_throughput(peak, sigma, kappa, lambda_))
+    efficiency = float(usl_throughput(max_n, sigma, kappa, lambda_)) / (lambda_ * max_n)
+    linear_only = efficiency > LINEAR_EFFICIENCY
+    if linear_only:
+        warnings.append(
+            f"measured points stay near-linear (efficiency {efficiency:.2f} at N={max_n:g}): "
+            "sigma, kappa and the peak are extrapolated"
+        )
+    if math.isfinite(peak) and max_n < 0.5 * peak:
+        warnings.append(
+            f"largest measured concurrency {max_n:g} is below half the predicted peak "
+            f"{peak:.1f}: the peak is extrapolated"
+        )
+    if finite_cov and math.isfinite(half[1]) and kappa_ci[0] <= 0.0 < kappa:
+        warnings.append("kappa's interval includes 0: the retrograde region is not established")
+    reached = (not linear_only) and math.isfinite(peak) and max_n >= 0.5 * peak
+    return UslFit(
+        ok=True,
+        reason=None,
+        n_points=int(n.size),
+        n_distinct=n_distinct,
+        sigma=sigma,
+        kappa=kappa,
+        lambda_=lambda_,
+        sigma_ci=sigma_ci,
+        kappa_ci=kappa_ci,
+        lambda_ci=lambda_ci,
+        r2=r2,
+        peak_concurrency=peak,
+        max_throughput_rps=max_x,
+        max_measured_concurrency=max_n,
+        max_measured_throughput_rps=float(x.max()),
+        reached_curvature=reached,
+        warnings=tuple(warnings),
+        covariance=tuple(tuple(float(v) for v in row) for row in pcov) if finite_cov else None,
+    )
+
+
+@dataclass(frozen=True)
+class Knee:
+    """Where a load curve bends; found=False with a reason when it does not bend enough."""
+
+    found: bool
+    method: str
+    reason: str | None = None
+    index: int | None = None
+    users: float = math.nan
+    value: float = math.nan
+    score: float = math.nan
+
+
+def detect_knee(
+    users: ArrayLike,
+    values: ArrayLike,
+    curve: Literal["throughput", "latency"] = "throughput",
+    method: Literal["kneedle", "slope"] = "kneedle",
+    min_score: float = 0.1,
+    slope_fraction: float = 0.5,
+) -> Knee:
+    """Find the knee of throughput-vs-users (concave) or latency-vs-users (convex).
+
+    "kneedle" (Satopaa et al. 2011, without smoothing): scale both axes to [0, 1]; the knee
+    is the point farthest from the chord (y - x for concave, x - y for convex), accepted only
+    if that distance is >= `min_score` so a straight line has no knee. "slope" (throughput
+    only): the last step before the marginal throughput per added user falls below
+    `slope_fraction` of the throughput per user at the smallest step. `index` refers to the
+    points sorted by users.
+    """
+    u = np.asarray(users, dtype=float)
+    v = np.asarray(values, dtype=float)
+    keep = np.isfinite(u) & np.isfinite(v)
+    order = np.argsort(u[keep], kind="stable")
+    u, v = u[keep][order], v[keep][order]
+    if u.size < 3 or np.unique(u).size < 3:
+        return Knee(False, method, f"needs at least 3 distinct steps, got {np.unique(u).size}")
+    if method == "slope":
+        if curve != "throughput":
+            raise CapacityError("detect_knee: the slope method applies to throughput curves only")
+        initial = v[0] / u[0] if u[0] > 0 else (v[1] - v[0]) / (u[1] - u[0])
+        marginal = np.diff(v) / np.diff(u)
+        below = np.flatnonzero(marginal < slope_fraction * initial)
+        if initial <= 0 or below.size == 0:
+            return Knee(False, method, "marginal throughput never fell below the threshold")
+        i = int(below[0])
+        return Knee(True, method, None, i, float(u[i]), float(v[i]), float(marginal[i] / initial))
+    span_u, span_v = u[-1] - u[0], float(v.max() - v.min())
+    if span_v <= 0:
+        return Knee(False, method, "the curve is flat")
+    x_n = (u - u[0]) / span_u
+    y_n = (v - v.min()) / span_v
+    difference = y_n - x_n if curve == "throughput" else x_n - y_n
+    i = int(np.argmax(difference))
+    score = float(difference[i])
+    if score < min_score or i in (0, u.size - 1):
+        return Knee(
+            False, method, f"no bend: the curve stays within {score:.2f} of a line", score=score
+        )
+    return Knee(True, method, None, i, float(u[i]), float(v[i]), score)
+
+
+@dataclass(frozen=True)
+class SloCapacity:
+    """Most users and req/s measured within the SLO, and how that figure was obtained."""
+
+    max_users: float
+    max_rps: float
+    limited_by: str | None
+    interpolated: bool
+    lower_bound: bool
+    last_pass_users: float | None
+    first_fail_users: float | None
+    note: str
+
+
+def _crossing(u0: float, y0: float, u1: float, y1: float, limit: float) -> float:
+    if y1 <= y0:
+        return u0
+    return u0 + (limit - y0) * (u1 - u0) / (y1 - y0)
+
+
+def slo_limited_capacity(
+    steps: Sequence[StepLike], p95_limit_ms: float, error_rate_limit: float | None = None
+) -> SloCapacity:
+    """Users and req/s at which P95 (and the error rate) reach their limits.
+
+    Steps are taken in order of users; the capacity lies between the last passing step and
+    the first failing one, found by linear interpolation of the breached metric (the earlier
+    crossing when both breach). Throughput is interpolated at that user count. Nothing
+    breached means the figure is only a lower bound.
+    """
+    ordered = sorted(
+        (s for s in steps if math.isfinite(s.p95_ms) and math.isfinite(s.users)),
+        key=lambda s: s.users,
+    )
+    if not ordered:
+        return SloCapacity(
+            math.nan, math.nan, None, False, False, None, None, "no step has a measured P95"
+        )
+
+    def breaches(s: StepLike) -> list[str]:
+        out = ["p95"] if s.p95_ms > p95_limit_ms else []
+        if error_rate_limit is not None and s.error_rate > error_rate_limit:
+            out.append("error_rate")
+        return out
+
+    fail_at = next((i for i, s in enumerate(ordered) if breaches(s)), None)
+    if fail_at is None:
+        top = ordered[-1]
+        best_rps = max(s.throughput_rps for s in ordered)
+        note = f"SLO never breached up to {top.users:g} users: capacity is at least this"
+        return SloCapacity(top.users, best_rps, None, False, True, top.users, None, note)
+    fail = ordered[fail_at]
+    reasons = breaches(fail)
+    if fail_at == 0:
+        note = f"the smallest step ({fail.users:g} users) already breaches {', '.join(reasons)}"
+        return SloCapacity(0.0, 0.0, reasons[0], False, False, None, fail.users, note)
+    ok = ordered[fail_at - 1]
+    crossings = {"p95": _crossing(ok.users, ok.p95_ms, fail.users, fail.p95_ms, p95_limit_ms)}
+    if "error_rate" in reasons and error_rate_limit is not None:
+        crossings["error_rate"] = _crossing(
+            ok.users, ok.error_rate, fail.users, fail.error_rate, error_rate_limit
+        )
+    limited_by = min((r for r in reasons), key=lambda r: crossings[r])
+    users_at = crossings[limited_by]
+    frac = (users_at - ok.users) / (fail.users - ok.users)
+    rps_at = ok.throughput_rps + frac * (fail.throughput_rps - ok.throughput_rps)
+    best_rps = max(max(s.throughput_rps for s in ordered[:fail_at]), rps_at)
+    note = (
+        f"interpolated between {ok.users:g} users (pass) and {fail.users:g} users "
+        f"(fails {', '.join(reasons)})"
+    )
+    return SloCapacity(users_at, best_rps, limited_by, True, False, ok.users, fail.users, note)
+
+
+@dataclass(frozen=True)
+class ServiceDemand:
+    """Resource demand of one service as a line in load: base + slope x load."""
+
+    service: str
+    cpu_cores_base: float
+    cpu_s_per_request: float
+    mem_mb_base: float
+    mem_mb_per_user: float
+
+
+@dataclass(frozen=True)
+class DemandModel:
+    """Per-service demand lines and the measured range they came from."""
+
+    services: dict[str, ServiceDemand]
+    measured_max_rps: float
+    users_at_max_rps: float
+    notes: tuple[str, ...] = ()
+
+
+def _line_nonnegative(load: np.ndarray, used: np.ndarray) -> tuple[float, float]:
+    """Intercept and slope >= 0 of used ~ a + b load (nonnegative least squares)."""
+    coef, _ = optimize.nnls(np.column_stack([np.ones_like(load), load]), used)
+    return float(coef[0]), float(coef[1])
+
+
+def estimate_demand(steps: Sequence[StepLike]) -> DemandModel:
+    """Fit cores = base + cpu_s_per_request x rps and memory = base + mb_per_user x users.
+
+    Separating the base from the slope matters: idle CPU and a process's resident memory do
+    not grow with load, and dividing them by a step's load overstates the per-request cost.
+    With one step only, CPU is taken as all per-request and memory as all base.
+    """
+    usable = [s for s in steps if math.isfinite(s.throughput_rps) and s.throughput_rps > 0]
+    notes: list[str] = []
+    if not usable:
+        return DemandModel({}, math.nan, math.nan, ("no step with throughput",))
+    top = max(usable, key=lambda s: s.throughput_rps)
+    services: dict[str, ServiceDemand] = {}
+    for svc in sorted({k for s in usable for k in s.cpu_cores_mean}):
+        cpu_rows = [
+            (s.throughput_rps, s.cpu_cores_mean[svc]) for s in usable if svc in s.cpu_cores_mean
+        ]
+        mem_rows = [(s.users, s.mem_mb_mean[svc]) for s in usable if svc in s.mem_mb_mean]
+        if len(cpu_rows) >= 2:
+            cpu_base, cpu_slope = _line_nonnegative(*map(np.array, zip(*cpu_rows, strict=True)))
+        else:
+            cpu_base, cpu_slope = 0.0, cpu_rows[0][1] / cpu_rows[0][0]
+            notes.append(f"{svc}: one step only, all CPU counted as per-request")
+        if len(mem_rows) >= 2:
+            mem_base, mem_slope = _line_nonnegative(*map(np.array, zip(*mem_rows, strict=True)))
+        elif mem_rows:
+            mem_base, mem_slope = mem_rows[0][1], 0.0
+            notes.append(f"{svc}: one step only, memory taken as flat")
+        else:
+            mem_base, mem_slope = math.nan, math.nan
+        services[svc] = ServiceDemand(svc, cpu_base, cpu_slope, mem_base, mem_slope)
+    return DemandModel(services, top.throughput_rps, top.users, tuple(notes))
+
+
+@dataclass(frozen=True)
+class ServiceProjection:
+    """What one service needs at the target load; `*_needed` include the headroom."""
+
+    service: str
+    replicas: int
+    limited_by: str
+    cpu_cores_demand: float
+    cpu_cores_needed: float
+    cpu_cores_provisioned: float
+    mem_mb_demand: float
+    mem_mb_needed: float
+    mem_mb_provisioned: float
+
+
+@dataclass(frozen=True)
+class Projection:
+    """Per-service needs for a target load, with warnings about how far it extrapolates."""
+
+    target_rps: float
+    target_users: float
+    headroom: float
+    services: dict[str, ServiceProjection]
+    warnings: tuple[str, ...]
+
+
+def _per_service(value: Mapping[str, float] | float | None, svc: str) -> float | None:
+    if isinstance(value, Mapping):
+        return value.get(svc)
+    return value
+
+
+def _ceil(value: float) -> int:
+    return max(1, math.ceil(value - 1e-9))
+
+
+def project(
+    target_rps: float,
+    demand: DemandModel,
+    headroom: float = 0.3,
+    cores_per_replica: Mapping[str, float] | float = 1.0,
+    mem_mb_per_replica: Mapping[str, float] | float | None = None,
+    target_users: float | None = None,
+    usl: UslFit | None = None,
+) -> Projection:
+    """Replicas, cores and memory per service to serve `target_rps` with `headroom` spare.
+
+    Headroom is the fraction of provisioned capacity left unused: needed = demand /
+    (1 - headroom), so 0.3 means running at 70%. Each replica carries the base memory; the
+    per-user part is spread over replicas. Without `target_users`, users scale with rps as at
+    the highest measured step. `cores_per_replica` is 1 for single-process services.
+    """
+    if not 0.0 <= headroom < 1.0:
+        raise CapacityError(f"headroom must be in [0, 1), got {headroom}")
+    if not target_rps > 0:
+        raise CapacityError(f"target_rps must be positive, got {target_rps}")
+    warnings: list[str] = list(demand.notes)
+    measured = demand.measured_max_rps
+    if target_users is None:
+        target_users = target_rps * demand.users_at_max_rps / measured if measured > 0 else math.nan
+        warnings.append("target users estimated from users per req/s at the highest step")
+    if math.isfinite(measured) and target_rps > EXTRAPOLATION_FACTOR * measured:
+        warnings.append(
+            f"target {target_rps:g} req/s is {target_rps / measured:.1f}x the measured maximum "
+            f"{measured:.1f} req/s: beyond {EXTRAPOLATION_FACTOR:g}x, linear demand is a guess"
+        )
+    if usl is not None:
+        if not usl.ok:
+            warnings.append(f"no scalability fit: {usl.reason}")
+        elif not usl.reached_curvature:
+            warnings.append(
+                "the measurements never reached the curved part of the throughput curve; "
+                "contention effects at the target are unknown"
+            )
+        if usl.ok and target_rps > usl.max_throughput_rps:
+            warnings.append(
+                f"target exceeds the fitted maximum {usl.max_throughput_rps:.1f} req/s of the "
+                "measured deployment: it needs more replicas, not more users"
+            )
+    spare = 1.0 - headroom
+    services: dict[str, ServiceProjection] = {}
+    for svc, d in sorted(demand.services.items()):
+        cores_each = _per_service(cores_per_replica, svc) or 1.0
+        cpu_demand = d.cpu_cores_base + d.cpu_s_per_request * target_rps
+        cpu_needed = cpu_demand / spare
+        replicas_cpu = _ceil(cpu_needed / cores_each)
+        replicas_mem = 1
+        mem_each = _per_service(mem_mb_per_replica, svc)
+        per_user_mb = d.mem_mb_per_user * target_users if math.isfinite(d.mem_mb_per_user) else 0.0
+        if mem_each is not None and math.isfinite(d.mem_mb_base):
+            room_mb = spare * mem_each - d.mem_mb_base
+            if room_mb <= 0:
+                warnings.append(
+                    f"{svc}: base memory {d.mem_mb_base:.0f} MB exceeds {spare:.0%} of "
+                    f"{mem_each:g} MB per replica"
+                )
+            elif per_user_mb > 0:
+                replicas_mem = _ceil(per_user_mb / room_mb)
+        replicas = max(replicas_cpu, replicas_mem)
+        mem_demand = replicas * d.mem_mb_base + per_user_mb
+        services[svc] = ServiceProjection(
+            service=svc,
+            replicas=replicas,
+            limited_by="memory" if replicas_mem > replicas_cpu else "cpu",
+            cpu_cores_demand=cpu_demand,
+            cpu_cores_needed=cpu_needed,
+            cpu_cores_provisioned=replicas * cores_each,
+            mem_mb_demand=mem_demand,
+            mem_mb_needed=mem_demand / spare,
+            mem_mb_provisioned=replicas * mem_each if mem_each is not None else math.nan,
+        )
+    return Projection(target_rps, target_users, headroom, services, tuple(warnings))
+
+
+@dataclass(frozen=True)
+class ResourceTrend:
+    """One service's use of one resource across steps, relative to its limit."""
+
+    service: str
+    resource: str
+    limit: float
+    utilization: tuple[float, ...]
+    utilization_at_top: float
+    slope_per_user: float
+    users_at_saturation: float
+    measured: bool
+
+
+@dataclass(frozen=True)
+class Bottleneck:
+    """The resource that saturates first as users grow, with every trend as evidence."""
+
+    service: str | None
+    resource: str | None
+    users_at_saturation: float
+    reason: str
+    evidence: tuple[ResourceTrend, ...]
+
+
+def _trend(
+    svc: str, resource: str, limit: float, users: np.ndarray, used: np.ndarray, saturated: float
+) -> ResourceTrend:
+    util = used / limit
+    hit = np.flatnonzero(util >= saturated)
+    slope = float(np.polyfit(users, util, 1)[0]) if users.size >= 2 else math.nan
+    if hit.size:
+        at, measured = float(users[hit[0]]), True
+    elif users.size >= 2 and slope > 0:
+        intercept = float(np.polyfit(users, util, 1)[1])
+        at, measured = (saturated - intercept) / slope, False
+    else:
+        at, measured = math.inf, False
+    return ResourceTrend(svc, resource, limit, tuple(util), float(util[-1]), slope, at, measured)
+
+
+def first_bottleneck(
+    steps: Sequence[StepLike],
+    cpu_limit_cores: Mapping[str, float] | None = None,
+    default_cpu_limit_cores: float = 1.0,
+    mem_limit_mb: Mapping[str, float] | None = None,
+    saturated_fraction: float = 0.9,
+) -> Bottleneck:
+    """Name the service whose CPU or memory reaches `saturated_fraction` of its limit first.
+
+    The CPU limit defaults to 1 core (a single-process Python service cannot use more); the
+    memory limit comes from `mem_limit_mb` or the steps' measured container limits, and
+    without one memory is not judged. The first step at or past the fraction decides; if
+    none is, a straight line of utilization against users is extrapolated (`measured` False).
+    """
+    ordered = sorted((s for s in steps if math.isfinite(s.users)), key=lambda s: s.users)
+    trends: list[ResourceTrend] = []
+    for svc in sorted({k for s in ordered for k in s.cpu_cores_mean}):
+        rows = [(s.users, s.cpu_cores_mean[svc]) for s in ordered if svc in s.cpu_cores_mean]
+        limit = (cpu_limit_cores or {}).get(svc, default_cpu_limit_cores)
+        users, used = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+        trends.append(_trend(svc, "cpu", limit, users, used, saturated_fraction))
+    for svc in sorted({k for s in ordered for k in s.mem_mb_mean}):
+        limits = (mem_limit_mb or {}).get(svc) or next(
+            (s.mem_limit_mb[svc] for s in reversed(ordered) if svc in s.mem_limit_mb), None
+        )
+        if not limits:
+            continue
+        rows = [(s.users, s.mem_mb_mean[svc]) for s in ordered if svc in s.mem_mb_mean]
+        users, used = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+        trends.append(_trend(svc, "memory", limits, users, used, saturated_fraction))
+    if not trends:
+        return Bottleneck(None, None, math.inf, "no per-service resource samples", ())
+    trends.sort(key=lambda t: (t.users_at_saturation, -t.utilization_at_top))
+    first = trends[0]
+    if not math.isfinite(first.users_at_saturation):
+        return Bottleneck(
+            None,
+            None,
+            math.inf,
+            "no resource grows with load; highest utilization "
+            f"{first.service} {first.resource} at {first.utilization_at_top:.0%}",
+            tuple(trends),
+        )
+    how = "reached" if first.measured else "extrapolated to reach"
+    reason = (
+        f"{first.service} {first.resource} {how} {saturated_fraction:.0%} of "
+        f"{first.limit:g} at {first.users_at_saturation:.0f} users "
+        f"({first.utilization_at_top:.0%} at the top step)"
+    )
+    return Bottleneck(
+        first.service, first.resource, first.users_at_saturation, reason, tuple(trends)
+    )
