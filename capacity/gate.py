@@ -216,7 +216,7 @@ def format_value(metric: str, value: float) -> str:
     if metric.startswith("mem_mb"):
         return f"{value:.4g} MB"
     if metric == "error_rate":
-        return f"{value:.3%}"
+        return f"{value * 100:.3g}%"
     return f"{value:.4g}"
 
 

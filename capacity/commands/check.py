@@ -1,0 +1,125 @@
+"""`capacity check RUN_DIR... --baseline FILE`: the CI regression gate.
+
+Exit 0 pass, 1 an SLO failed or a regression, 2 bad input (missing/corrupt baseline, runs
+lacking what the baseline records), 3 inconclusive. Bad input is refused before anything is
+judged: a gate never passes on missing data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from capacity.baseline import Baseline, load_baseline, read_runs
+from capacity.errors import ConfigError
+from capacity.gate import GateConfig, GateReport, RunMetrics, evaluate, missing_reference_data
+from capacity.gate_output import render_json, render_junit, render_markdown, render_table
+
+EPILOG = """\
+examples:
+  capacity check reports/2026*-smoke --baseline baselines/smoke.toml
+  capacity check reports/RUN --baseline scenarios/baselines/development.toml \\
+      --junit gate.xml --markdown gate.md --json gate.json
+
+A regression needs both a one-sided Mann-Whitney U test on per-run values at --alpha and a
+median shift above --min-effect; with too few runs for the test (1 vs 1...) the comparison is
+weak and judged on the shift alone with the wider weak tolerance. When $GITHUB_STEP_SUMMARY is
+set, the Markdown summary is appended to it.
+exit codes: 0 pass, 1 SLO failed or regression, 2 bad input, 3 inconclusive."""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "check",
+        help="gate runs against a baseline (SLO ceilings and a regression test)",
+        description="Gate run folders against a baseline: absolute SLO ceilings, then a "
+        "statistical comparison with the baseline's reference runs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--baseline", required=True, type=Path, metavar="FILE")
+    parser.add_argument("--alpha", type=float, help="significance level (baseline's, or 0.05)")
+    parser.add_argument(
+        "--min-effect", type=float, help="minimum relative median shift (baseline's, or 0.10)"
+    )
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the decision as JSON")
+    parser.set_defaults(func=run)
+
+
+def gate_config(baseline: Baseline, alpha: float | None, min_effect: float | None) -> GateConfig:
+    """The baseline's settings with command-line overrides applied."""
+    overrides: dict[str, Any] = {}
+    if alpha is not None:
+        overrides["alpha"] = alpha
+    if min_effect is not None:
+        overrides["min_effect"] = min_effect
+        overrides["weak_min_effect"] = max(baseline.config.weak_min_effect, min_effect)
+    try:
+        return dataclasses.replace(baseline.config, **overrides)
+    except ValueError as exc:
+        raise ConfigError(f"command line: {exc}") from exc
+
+
+def validate_inputs(baseline_path: Path, baseline: Baseline, runs: tuple[RunMetrics, ...]) -> None:
+    """Refuse runs that cannot be compared with the baseline's reference, listing why."""
+    reference = baseline.reference
+    if reference is None:
+        return
+    scenario = runs[0].scenario
+    if scenario != reference.scenario:
+        raise ConfigError(
+            f"{baseline_path}: key 'reference.scenario' is '{reference.scenario}' but the runs "
+            f"are of scenario '{scenario}'"
+        )
+    reused = sorted(set(reference.run_ids) & {run.run_id for run in runs})
+    if reused:
+        raise ConfigError(
+            f"{baseline_path}: run(s) {', '.join(reused)} are the baseline's own reference runs"
+        )
+    missing = missing_reference_data(reference, runs)
+    if missing:
+        raise ConfigError(
+            f"{baseline_path}: the runs lack {len(missing)} reference metric(s): "
+            + "; ".join(missing)
+        )
+
+
+def write_outputs(report: GateReport, args: argparse.Namespace) -> None:
+    markdown = render_markdown(report)
+    outputs = (
+        (args.junit, render_junit(report)),
+        (args.markdown, markdown),
+        (args.json, render_json(report)),
+    )
+    for path, text in outputs:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write ({exc.strerror})") from exc
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        try:
+            with open(step_summary, "a", encoding="utf-8") as fh:
+                fh.write(markdown)
+        except OSError as exc:
+            raise ConfigError(f"GITHUB_STEP_SUMMARY={step_summary}: cannot append") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    baseline = load_baseline(args.baseline)
+    runs = read_runs(args.run_dirs)
+    validate_inputs(args.baseline, baseline, runs)
+    config = gate_config(baseline, args.alpha, args.min_effect)
+    report = evaluate(baseline.slos, baseline.reference, runs, config)
+    write_outputs(report, args)
+    print(render_table(report), end="")
+    return report.exit_code
