@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+from warnings import catch_warnings, simplefilter
 
 import numpy as np
 from scipy import optimize, stats
@@ -182,17 +183,19 @@ def fit_usl(concurrency: ArrayLike, throughput_rps: ArrayLike, level: float = CI
     best: tuple[float, np.ndarray, np.ndarray] | None = None
     for p0 in _initial_guesses(n, x):
         try:
-            popt, pcov = optimize.curve_fit(
-                usl_throughput,
-                n,
-                x,
-                p0=p0,
-                sigma=x,
-                bounds=([0.0, 0.0, 1e-12], [1.0, np.inf, np.inf]),
-                x_scale="jac",
-                max_nfev=5000,
-            )
-        except (RuntimeError, ValueError, optimize.OptimizeWarning):
+            with catch_warnings():
+                simplefilter("ignore", optimize.OptimizeWarning)
+                popt, pcov = optimize.curve_fit(
+                    usl_throughput,
+                    n,
+                    x,
+                    p0=p0,
+                    sigma=x,
+                    bounds=([0.0, 0.0, 1e-12], [1.0, np.inf, np.inf]),
+                    x_scale="jac",
+                    max_nfev=5000,
+                )
+        except (RuntimeError, ValueError):
             continue
         cost = float(np.sum(((usl_throughput(n, *popt) - x) / x) ** 2))
         if best is None or cost < best[0]:
