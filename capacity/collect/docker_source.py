@@ -1,0 +1,383 @@
+"""Docker containers selected by name pattern, compose project or label.
+
+Containers are discovered through the Docker Engine API every few seconds; their figures are
+read from cgroup files when this machine sees the host's cgroup tree, else from the stats API
+in one-shot mode with our own deltas. A plain `stream=false` stats call waits for two daemon
+samples (1-2 s per container), so it is never used.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from capacity.collect.cgroup import (
+    CGROUP_ROOT,
+    PROC_ROOT,
+    CgroupGone,
+    CgroupReader,
+    detect_version,
+    find_container_files,
+    read_proc_cgroup,
+    working_set_bytes,
+)
+from capacity.collect.samples import CounterDeltas, ResourceSample, bytes_to_mb
+from capacity.errors import TargetUnreachable
+
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+_DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+def _docker_errors() -> tuple[type[BaseException], ...]:
+    import docker.errors
+
+    return (docker.errors.DockerException, OSError)
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def connect_docker(timeout_s: float = 5.0) -> Any:
+    """A docker client from the environment (DOCKER_HOST...), pinged once.
+
+    Raises TargetUnreachable with one line naming the daemon address when it does not answer.
+    """
+    import docker
+
+    address = os.environ.get("DOCKER_HOST") or _DEFAULT_DOCKER_HOST
+    try:
+        client = docker.from_env(timeout=timeout_s)
+        client.ping()
+    except _docker_errors() as exc:
+        raise TargetUnreachable(
+            f"docker daemon unreachable at {address}: {_one_line(exc)} (set DOCKER_HOST)"
+        ) from exc
+    return client
+
+
+@dataclass(frozen=True)
+class StatsCounters:
+    """Cumulative figures from one one-shot stats API answer."""
+
+    cpu_usage_s: float
+    clock_s: float | None  # host CPU time / online CPUs: the daemon's own wall clock
+    cpu_throttled_s: float | None
+    mem_working_set_bytes: int | None
+    mem_limit_bytes: int | None
+
+
+def counters_from_stats(stats: dict[str, Any]) -> StatsCounters | None:
+    """Parse a one-shot stats answer; None when the container is not running."""
+    cpu = stats.get("cpu_stats") or {}
+    total_ns = (cpu.get("cpu_usage") or {}).get("total_usage")
+    memory = stats.get("memory_stats") or {}
+    if not total_ns and not memory:
+        return None
+    system_ns = cpu.get("system_cpu_usage")
+    online = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
+    clock_s = system_ns / 1e9 / online if system_ns and online else None
+    throttled_ns = (cpu.get("throttling_data") or {}).get("throttled_time")
+    mem_stat = memory.get("stats") or {}
+    usage = memory.get("usage")
+    version = 1 if "total_inactive_file" in mem_stat else 2
+    return StatsCounters(
+        cpu_usage_s=(total_ns or 0) / 1e9,
+        clock_s=clock_s,
+        cpu_throttled_s=throttled_ns / 1e9 if throttled_ns is not None else None,
+        mem_working_set_bytes=(
+            working_set_bytes(int(usage), mem_stat, version) if usage is not None else None
+        ),
+        mem_limit_bytes=memory.get("limit"),
+    )
+
+
+@dataclass
+class _Container:
+    id: str
+    name: str
+    running: bool
+    attached: bool = False  # decided how to read it (cgroup files or API)
+    via_api: bool = False
+    reader: CgroupReader | None = None
+
+
+class DockerSource:
+    """CPU, memory working set, limit and throttling of selected Docker containers."""
+
+    name = "docker"
+
+    def __init__(
+        self,
+        pattern: str | None = None,
+        project: str | None = None,
+        label: str | None = None,
+        client: Any = None,
+        *,
+        cgroup_root: Path | None = CGROUP_ROOT,
+        proc_root: Path = PROC_ROOT,
+        rediscover_s: float = 5.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.pattern = pattern
+        self.project = project
+        self.label = label
+        self.cgroup_root = cgroup_root
+        self.proc_root = proc_root
+        self.rediscover_s = rediscover_s
+        self._client = client if client is not None else connect_docker(timeout_s)
+        self._api = getattr(self._client, "api", self._client)
+        try:
+            info = self._api.info()
+        except _docker_errors() as exc:
+            raise TargetUnreachable(f"docker daemon did not answer: {_one_line(exc)}") from exc
+        self.host = str(info.get("Name") or "")
+        mem_total = info.get("MemTotal")
+        self._host_mem_mb = bytes_to_mb(mem_total) if mem_total else None
+        self._cgroup_version = detect_version(cgroup_root) if cgroup_root is not None else None
+        self._containers: dict[str, _Container] = {}
+        self._deltas = CounterDeltas()
+        self._warnings: list[str] = []
+        self._daemon_lost = False
+        self._warned_empty = False
+        self._next_discovery = 0.0
+        self._discover(time.monotonic(), at_start=True)
+
+    # -- description and warnings -------------------------------------------------------
+    def selection(self) -> str:
+        """The selection in words, e.g. `name vextrus-*, project vextrus`."""
+        parts = []
+        if self.pattern:
+            parts.append(f"name {self.pattern}")
+        if self.project:
+            parts.append(f"project {self.project}")
+        if self.label:
+            parts.append(f"label {self.label}")
+        return ", ".join(parts) or "all containers"
+
+    def describe(self) -> str:
+        via_cgroup = sum(1 for c in self._containers.values() if not c.via_api)
+        via_api = len(self._containers) - via_cgroup
+        where = (
+            f"cgroup v{self._cgroup_version} files under {self.cgroup_root}"
+            if self._cgroup_version
+            else "cgroup files"
+        )
+        return (
+            f"docker containers ({self.selection()}) on {self.host or 'docker host'}: "
+            f"{via_cgroup} via {where}, {via_api} via the stats API"
+        )
+
+    def targets(self) -> dict[str, str]:
+        """Container id -> name of every container currently followed."""
+        return {c.id: c.name for c in self._containers.values()}
+
+    def take_warnings(self) -> list[str]:
+        warnings, self._warnings = self._warnings, []
+        return warnings
+
+    def close(self) -> None:
+        for container in self._containers.values():
+            if container.reader is not None:
+                container.reader.close()
+                container.reader = None
+
+    # -- discovery ----------------------------------------------------------------------
+    def _filters(self) -> dict[str, Any]:
+        labels = []
+        if self.project:
+            labels.append(f"{COMPOSE_PROJECT_LABEL}={self.project}")
+        if self.label:
+            labels.append(self.label)
+        return {"label": labels} if labels else {}
+
+    def _discover(self, now_mono: float, at_start: bool = False) -> None:
+        try:
+            listed = self._api.containers(all=True, filters=self._filters())
+        except _docker_errors() as exc:
+            if at_start:
+                raise TargetUnreachable(
+                    f"docker daemon did not list containers: {_one_line(exc)}"
+                ) from exc
+            if not self._daemon_lost:
+                self._warnings.append(
+                    f"docker daemon unreachable ({_one_line(exc)}); continuing with "
+                    f"{len(self._containers)} known container(s), retrying every "
+                    f"{self.rediscover_s:g} s"
+                )
+                self._daemon_lost = True
+            self._next_discovery = now_mono + self.rediscover_s
+            return
+        if self._daemon_lost:
+            self._warnings.append("docker daemon reachable again")
+            self._daemon_lost = False
+        seen: dict[str, tuple[str, bool]] = {}
+        for entry in listed:
+            names = [str(n).lstrip("/") for n in entry.get("Names") or []]
+            name = next((n for n in names if "/" not in n), names[0] if names else entry["Id"][:12])
+            if self.pattern and not fnmatch.fnmatchcase(name, self.pattern):
+                continue
+            seen[entry["Id"]] = (name, entry.get("State") == "running")
+        for container_id in list(self._containers):
+            if container_id not in seen:
+                self._drop(container_id)
+        fallback: list[str] = []
+        for container_id, (name, running) in seen.items():
+            known = self._containers.get(container_id)
+            if known is None:
+                known = _Container(id=container_id, name=name, running=running)
+                self._containers[container_id] = known
+            known.name, known.running = name, running
+            if running and not known.attached:
+                reason = self._attach(known)
+                if reason:
+                    fallback.append(f"{name} ({reason})")
+        if fallback:
+            self._warnings.append(
+                "cgroup files not readable for "
+                + ", ".join(fallback)
+                + "; reading those containers through the Docker stats API instead"
+            )
+        if not seen and not self._warned_empty:
+            self._warnings.append(f"no container matches {self.selection()} (yet)")
+            self._warned_empty = True
+        api_down = any(c.via_api and not c.running for c in self._containers.values())
+        self._next_discovery = now_mono + (
+            min(1.0, self.rediscover_s) if api_down else self.rediscover_s
+        )
+
+    def _drop(self, container_id: str) -> None:
+        container = self._containers.pop(container_id)
+        if container.reader is not None:
+            container.reader.close()
+        self._deltas.forget(container_id)
+
+    def _attach(self, container: _Container) -> str | None:
+        """Open the container's cgroup files, or switch it to the API; returns why it did."""
+        container.attached = True
+        if self.cgroup_root is None:
+            container.via_api = True
+            return None
+        files = find_container_files(container.id, self.cgroup_root)
+        if files is None:
+            pid = self._init_pid(container.id)
+            if pid:
+                proc_paths = read_proc_cgroup(pid, self.proc_root)
+                files = find_container_files(container.id, self.cgroup_root, proc_paths)
+        if files is None:
+            container.via_api = True
+            return f"not found under {self.cgroup_root}"
+        try:
+            reader = CgroupReader(files)
+            reader.read()
+        except (OSError, ValueError, CgroupGone) as exc:
+            container.via_api = True
+            return _one_line(exc, 120)
+        container.reader = reader
+        return None
+
+    def _init_pid(self, container_id: str) -> int | None:
+        try:
+            state = self._api.inspect_container(container_id).get("State") or {}
+        except _docker_errors():
+            return None
+        pid = state.get("Pid")
+        return int(pid) if pid else None
+
+    # -- sampling -----------------------------------------------------------------------
+    def sample(self) -> list[ResourceSample]:
+        now_mono = time.monotonic()
+        if now_mono >= self._next_discovery:
+            self._discover(now_mono)
+        samples = []
+        for container in list(self._containers.values()):
+            row = (
+                self._sample_api(container) if container.via_api else self._sample_cgroup(container)
+            )
+            if row is not None:
+                samples.append(row)
+        return samples
+
+    def _sample_cgroup(self, container: _Container) -> ResourceSample | None:
+        if not container.attached or self.cgroup_root is None:
+            return None
+        if container.reader is None:
+            # Stopped, or restarted since the last sample: its cgroup is a new directory.
+            files = find_container_files(container.id, self.cgroup_root)
+            if files is None:
+                return None
+            try:
+                container.reader = CgroupReader(files)
+            except OSError:
+                return None
+        ts = time.time()
+        clock_s = time.monotonic()
+        try:
+            counters = container.reader.read()
+        except (CgroupGone, OSError, ValueError):
+            container.reader.close()
+            container.reader = None
+            self._deltas.forget(container.id)
+            # Removed and recreated under the same name means a new id: look again soon.
+            self._next_discovery = min(self._next_discovery, time.monotonic() + 1.0)
+            return None
+        throttled = (
+            self._deltas.increase((container.id, "throttled"), clock_s, counters.cpu_throttled_s)
+            if counters.cpu_throttled_s is not None
+            else None
+        )
+        limit_mb = bytes_to_mb(counters.mem_limit_bytes)
+        if limit_mb is None or (self._host_mem_mb is not None and limit_mb > self._host_mem_mb):
+            limit_mb = self._host_mem_mb  # no limit: the host's memory is the limit
+        return ResourceSample(
+            ts_unix_s=ts,
+            source="container",
+            target=container.name,
+            cpu_cores=self._deltas.rate((container.id, "cpu"), clock_s, counters.cpu_usage_s),
+            mem_mb=bytes_to_mb(counters.mem_working_set_bytes),
+            mem_limit_mb=limit_mb,
+            cpu_throttled_s=throttled,
+            host=self.host,
+            container_id=container.id[:12],
+        )
+
+    def _sample_api(self, container: _Container) -> ResourceSample | None:
+        if not container.running:
+            return None
+        ts = time.time()
+        try:
+            stats = self._api.stats(container.id, stream=False, one_shot=True)
+        except _docker_errors():
+            # Gone, or the daemon is: either way a gap; discovery reports a lost daemon.
+            self._deltas.forget(container.id)
+            self._next_discovery = 0.0
+            return None
+        counters = counters_from_stats(stats)
+        if counters is None:
+            self._deltas.forget(container.id)
+            container.running = False
+            self._next_discovery = 0.0
+            return None
+        clock_s = counters.clock_s if counters.clock_s is not None else time.monotonic()
+        cpu_cores = self._deltas.rate((container.id, "cpu"), clock_s, counters.cpu_usage_s)
+        throttled = (
+            self._deltas.increase((container.id, "throttled"), clock_s, counters.cpu_throttled_s)
+            if counters.cpu_throttled_s is not None
+            else None
+        )
+        return ResourceSample(
+            ts_unix_s=ts,
+            source="container",
+            target=container.name,
+            cpu_cores=cpu_cores,
+            mem_mb=bytes_to_mb(counters.mem_working_set_bytes),
+            mem_limit_mb=bytes_to_mb(counters.mem_limit_bytes) or self._host_mem_mb,
+            cpu_throttled_s=throttled,
+            host=self.host,
+            container_id=container.id[:12],
+        )
