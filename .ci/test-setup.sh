@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Everything the test suite needs beyond the venv: a private Docker engine (collector tests)
+# and headless Chromium (report test). Idempotent; writes .ci/test-env.sh for the test run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+docker_env="$(bash .ci/docker-setup.sh)"
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "test-setup: installing chromium" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+        || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
+fi
+printf '%s\n' "$docker_env" >.ci/test-env.sh

@@ -1,0 +1,36 @@
+# The two commands a fresh clone needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint unit clean-stack
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Set up, then run the default capacity run (scenarios/smoke.toml) on the embedded stack.
+run: $(STAMP)
+	$(BIN)/capacity run
+
+## Set up (venv, Docker engine for the collector tests, Chromium for the report test), lint, test.
+test: $(STAMP)
+	bash .ci/test-setup.sh
+	$(BIN)/ruff check capacity locustfiles tests benchmarks
+	$(BIN)/ruff format --check capacity locustfiles tests benchmarks
+	$(BIN)/mypy
+	. .ci/test-env.sh && $(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check capacity locustfiles tests benchmarks
+	$(BIN)/mypy
+
+## Fast tests only (no Docker, no Chromium needed).
+unit: $(STAMP)
+	$(BIN)/pytest -m "not docker and not slow"
+
+clean-stack: $(STAMP)
+	$(BIN)/capacity stack down

@@ -1,0 +1,133 @@
+"""GraphQL driver: FastHttpUser posting pre-built documents, one stat per operation.
+
+The request body is assembled from a pre-serialised prefix (query and operation name) and
+the variables, so the per-request cost stays close to a raw FastHttpUser POST. A 200 response
+whose body holds `errors` is a failure carrying the first message and `extensions.code`; one
+with both `data` and `errors` is also marked partial for the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from locust import FastHttpUser, between, task
+
+from capacity.drivers.tracing import TraceSampler
+from capacity.drivers.variables import PoolCursor, compile_variables
+from capacity.scenario import GraphQLOperation, UserClass
+
+ERRORS_MARKER = b'"errors"'
+
+
+@dataclass(frozen=True)
+class CompiledOperation:
+    stat_name: str
+    body_prefix: bytes
+    variables: Callable[[], dict[str, Any]]
+
+    def body(self) -> bytes:
+        return self.body_prefix + json.dumps(self.variables()).encode() + b"}"
+
+
+def compile_operation(op: GraphQLOperation, cursors: Mapping[str, PoolCursor]) -> CompiledOperation:
+    prefix = json.dumps({"query": op.document, "operationName": op.operation_name})
+    return CompiledOperation(
+        stat_name=f"graphql {op.operation_name}",
+        body_prefix=(prefix[:-1] + ', "variables": ').encode(),
+        variables=compile_variables(op.variables, cursors),
+    )
+
+
+def graphql_failure(content: bytes) -> tuple[str | None, bool]:
+    """(failure message or None, partial) for a 200 response body."""
+    if ERRORS_MARKER not in content:
+        return None, False
+    try:
+        doc = json.loads(content)
+    except ValueError:
+        return "invalid JSON in GraphQL response", False
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if not errors:
+        return None, False
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    message = str(first.get("message", "GraphQL error")) if isinstance(first, dict) else "error"
+    ext = first.get("extensions") if isinstance(first, dict) else None
+    code = ext.get("code") if isinstance(ext, dict) else None
+    partial = isinstance(doc, dict) and doc.get("data") is not None
+    text = f"GraphQL error [{code}]: {message}" if code else f"GraphQL error: {message}"
+    return text[:200], partial
+
+
+def make_graphql_user(
+    spec: UserClass,
+    gateway_url: str,
+    cursors: Mapping[str, PoolCursor],
+    auth_header: str | None,
+    name: str = "GraphQLUser",
+) -> type[FastHttpUser]:
+    parts = urlsplit(gateway_url)
+    operations = [compile_operation(op, cursors) for op in spec.operations]
+    weights = [op.weight for op in spec.operations]
+    sampler = TraceSampler(spec.trace_sample_rate)
+    return type(
+        name,
+        (GraphQLUser,),
+        {
+            "host": f"{parts.scheme}://{parts.netloc}",
+            "path": parts.path or "/graphql",
+            "weight": spec.weight,
+            "wait_time": between(*spec.wait_s),
+            "operations": operations,
+            "cum_weights": _cumulative(weights),
+            "trace_sampler": sampler,
+            "auth_header_value": auth_header,
+            "network_timeout": spec.timeout_s,
+            "connection_timeout": min(spec.timeout_s, 10.0),
+            "abstract": False,
+        },
+    )
+
+
+def _cumulative(weights: Sequence[int]) -> list[int]:
+    total, out = 0, []
+    for w in weights:
+        total += w
+        out.append(total)
+    return out
+
+
+class GraphQLUser(FastHttpUser):
+    abstract = True
+    path = "/graphql"
+    operations: list[CompiledOperation] = []
+    cum_weights: list[int] = []
+    trace_sampler = TraceSampler(1.0)
+    auth_header_value: str | None = None
+
+    def on_start(self) -> None:
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.auth_header_value:
+            self._headers["Authorization"] = self.auth_header_value
+
+    @task
+    def run_operation(self) -> None:
+        op = random.choices(self.operations, cum_weights=self.cum_weights)[0]
+        headers = self._headers
+        traceparent = self.trace_sampler.traceparent()
+        if traceparent is not None:
+            headers = {**headers, "traceparent": traceparent}
+        with self.client.post(
+            self.path, data=op.body(), headers=headers, name=op.stat_name, catch_response=True
+        ) as resp:
+            if resp.status_code != 200:
+                return  # non-2xx: Locust marks it failed from the status code
+            failure, partial = graphql_failure(resp.content or b"")
+            if failure is not None:
+                if partial:
+                    resp.request_meta["context"]["partial"] = True
+                resp.failure(failure)

@@ -1,0 +1,202 @@
+"""The toolkit's Locust plugin: importing it registers its options and event hooks.
+
+It adds a `capacity` argument group (`--scenario`, `--run-dir`, `--no-preflight`), runs the
+preflight checks before any load (a down target stops Locust with one line and exit 2),
+and records every request into HDR histogram slices written to the run folder. In distributed
+mode workers ship closed slices to the master with their regular reports; only the master
+(or a local runner) writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gevent
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from capacity import runfolder
+from capacity.errors import CapacityError
+from capacity.recorder import SliceRecorder
+from capacity.scenario import Scenario, load_scenario
+
+log = logging.getLogger("capacity")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SLICES_KEY = "capacity_slices"
+
+
+def scenario_path(default: str | Path) -> Path:
+    """The scenario named by `--scenario` or CAPACITY_SCENARIO, else `default`.
+
+    Read from argv at import time because Locust imports the locustfile (which builds its user
+    classes from the scenario) before it parses the command line.
+    """
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--scenario" and i + 1 < len(argv):
+            return Path(argv[i + 1])
+        if arg.startswith("--scenario="):
+            return Path(arg.split("=", 1)[1])
+    env = os.environ.get("CAPACITY_SCENARIO")
+    return Path(env) if env else Path(default)
+
+
+def load_active_scenario(default: str | Path) -> Scenario:
+    """Load the active scenario for a locustfile; bad input exits 2 with one line."""
+    path = scenario_path(default)
+    try:
+        scenario = load_scenario(path)
+    except CapacityError as exc:
+        print(f"capacity: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    _state.scenario = scenario
+    return scenario
+
+
+class _State:
+    scenario: Scenario | None = None
+    recorder: SliceRecorder | None = None
+    writer: runfolder.SliceWriter | None = None
+    run_dir: Path | None = None
+    pending: list[dict[str, Any]] = []
+    ticker: Any = None
+    owns_run_json = False
+
+
+_state = _State()
+
+
+@events.init_command_line_parser.add_listener
+def _add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("capacity", "Vextrus capacity toolkit options")
+    group.add_argument(
+        "--scenario",
+        env_var="CAPACITY_SCENARIO",
+        default=None,
+        help="Scenario TOML file (default: the locustfile's own)",
+    )
+    group.add_argument(
+        "--run-dir",
+        env_var="CAPACITY_RUN_DIR",
+        default=None,
+        help="Run folder for exact latency slices (default: a new folder under reports/)",
+    )
+    group.add_argument(
+        "--no-preflight",
+        env_var="CAPACITY_NO_PREFLIGHT",
+        action="store_true",
+        default=False,
+        help="Skip target health checks and GraphQL validation before load",
+    )
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    scenario = _state.scenario
+    if scenario is None:
+        return
+    runner = environment.runner
+    options = environment.parsed_options
+    is_worker = isinstance(runner, WorkerRunner)
+    if not is_worker and not getattr(options, "no_preflight", False):
+        from capacity.preflight import run_preflight
+
+        try:
+            run_preflight(scenario)
+        except CapacityError as exc:
+            print(f"capacity: error: {exc}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+    if is_worker:
+        sink = _state.pending.append
+    else:
+        run_dir = Path(options.run_dir) if options and options.run_dir else None
+        if run_dir is None:
+            run_dir = runfolder.create_run_dir(REPO_ROOT / "reports", scenario.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _state.run_dir = run_dir
+        if not (run_dir / runfolder.RUN_JSON).exists():
+            _state.owns_run_json = True
+            runfolder.update_run_json(
+                run_dir,
+                run_id=run_dir.name,
+                scenario=scenario.name,
+                scenario_path=str(scenario.path),
+                started_at=runfolder.iso_utc(time.time()),
+                status="running",
+                warmup_s=scenario.load.warmup_s,
+                slice_s=scenario.load.slice_s,
+            )
+        _state.writer = runfolder.SliceWriter(run_dir)
+        sink = _state.writer
+    user_count = (lambda: runner.user_count) if runner is not None else (lambda: 0)
+    _state.recorder = SliceRecorder(sink, worker=runfolder.worker_id(), users=user_count)
+    if not isinstance(runner, MasterRunner):
+        environment.events.request.add_listener(_state.recorder.on_request)
+    if is_worker:
+        environment.events.report_to_master.add_listener(_report_to_master)
+    else:
+        environment.events.worker_report.add_listener(_worker_report)
+
+
+def _report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    data[SLICES_KEY], _state.pending = _state.pending, []
+
+
+def _worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+    if _state.writer is not None:
+        for record in data.get(SLICES_KEY, ()):
+            _state.writer(record)
+
+
+def _tick(environment: Environment, slice_s: float) -> None:
+    recorder = _state.recorder
+    assert recorder is not None
+    next_s = time.monotonic() + slice_s
+    while True:
+        gevent.sleep(max(0.0, next_s - time.monotonic()))
+        next_s += slice_s
+        recorder.close_slice()
+
+
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    if _state.recorder is None or isinstance(environment.runner, MasterRunner):
+        return
+    _state.recorder.close_slice()  # discard nothing: slices before start are empty
+    slice_s = _state.scenario.load.slice_s if _state.scenario else 2.0
+    if _state.run_dir is not None:
+        runfolder.update_run_json(_state.run_dir, load_started_at=round(time.time(), 3))
+    if _state.ticker is None:
+        _state.ticker = gevent.spawn(_tick, environment, slice_s)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if _state.ticker is not None:
+        _state.ticker.kill(block=False)
+        _state.ticker = None
+    if _state.recorder is not None and not isinstance(environment.runner, MasterRunner):
+        _state.recorder.close_slice()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    if _state.writer is None or _state.run_dir is None:
+        return
+    _state.writer.close()
+    if _state.owns_run_json:
+        runfolder.update_run_json(
+            _state.run_dir, status="complete", ended_at=runfolder.iso_utc(time.time())
+        )
+    print(
+        f"capacity: exact latencies in {_state.run_dir} "
+        f"(render with: capacity report {_state.run_dir})",
+        file=sys.stderr,
+    )

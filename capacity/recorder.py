@@ -1,0 +1,144 @@
+"""Exact latency recording: HDR histograms per operation and time slice.
+
+Locust rounds response times to about two significant digits and keeps only cumulative and
+10-second-window percentiles. Every request's latency is recorded here, in microseconds, into
+an HDR histogram with 3 significant digits, one per operation per slice; closed slices are
+handed to a sink (the run folder locally, the master in distributed mode) as plain dicts, so
+they merge exactly: adding histograms equals one histogram of all samples.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped, and counted as such
+SIGNIFICANT_DIGITS = 3
+SLICE_SCHEMA = 1
+MAX_ERROR_KEYS = 20
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def encode_histogram(hist: HdrHistogram) -> str:
+    return base64.b64encode(hist.encode()).decode("ascii") if hist.get_total_count() else ""
+
+
+def decode_histogram(text: str) -> HdrHistogram:
+    if not text:
+        return new_histogram()
+    return HdrHistogram.decode(base64.b64decode(text))
+
+
+def merge_histograms(hists: Iterable[HdrHistogram]) -> HdrHistogram:
+    merged = new_histogram()
+    for hist in hists:
+        merged.add(hist)
+    return merged
+
+
+def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
+    """Latency at `percentile` (0-100) in ms, or None for an empty histogram."""
+    if hist.get_total_count() == 0:
+        return None
+    return float(hist.get_value_at_percentile(percentile)) / 1000.0
+
+
+@dataclass
+class _OpSlice:
+    hist: HdrHistogram = field(default_factory=new_histogram)
+    count: int = 0
+    failures: int = 0
+    partial: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def error_key(exception: BaseException | str) -> str:
+    """A short, stable description of a failure, so errors group by kind, not by instance."""
+    text = str(exception).strip().splitlines()[0] if str(exception).strip() else ""
+    name = type(exception).__name__ if isinstance(exception, BaseException) else ""
+    if name in ("CatchResponseError", "str", ""):
+        return text[:160] or "failure"
+    return f"{name}: {text}"[:160]
+
+
+class SliceRecorder:
+    """Records request latencies into per-operation histograms and closes them into slices.
+
+    `on_request` is Locust's `events.request` handler signature. It runs once per request in
+    the gevent hub's thread, so it does no I/O and allocates nothing in the common case.
+    """
+
+    def __init__(
+        self,
+        sink: Callable[[dict[str, Any]], None],
+        *,
+        worker: str,
+        users: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sink = sink
+        self._worker = worker
+        self._users = users
+        self._clock = clock
+        self._ops: dict[str, _OpSlice] = {}
+        self._slice_start_s = clock()
+        self.total_requests = 0
+
+    def on_request(
+        self,
+        name: str,
+        response_time: float | None,
+        exception: BaseException | str | None = None,
+        context: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        op = self._ops.get(name)
+        if op is None:
+            op = self._ops[name] = _OpSlice()
+        latency_us = int((response_time or 0.0) * 1000.0 + 0.5)
+        op.hist.record_value(min(max(latency_us, LOWEST_US), HIGHEST_US))
+        op.count += 1
+        self.total_requests += 1
+        if exception is not None:
+            op.failures += 1
+            if len(op.errors) < MAX_ERROR_KEYS:
+                op.errors[error_key(exception)] += 1
+            else:
+                op.errors["other"] += 1
+        if context and context.get("partial"):
+            op.partial += 1
+
+    def close_slice(self) -> dict[str, Any] | None:
+        """Close the current slice, hand it to the sink and return it (None when empty)."""
+        now = self._clock()
+        ops, self._ops = self._ops, {}
+        start, self._slice_start_s = self._slice_start_s, now
+        record = {
+            "schema": SLICE_SCHEMA,
+            "t_start_s": round(start, 3),
+            "t_end_s": round(now, 3),
+            "worker": self._worker,
+            "users": self._users(),
+            "ops": {
+                name: {
+                    "count": op.count,
+                    "failures": op.failures,
+                    "partial": op.partial,
+                    "hist": encode_histogram(op.hist),
+                    "errors": dict(op.errors),
+                }
+                for name, op in ops.items()
+            },
+        }
+        self._sink(record)
+        return record
