@@ -8,8 +8,9 @@ which users are still being spawned under-count throughput and mix two load leve
 
 from __future__ import annotations
 
+import base64
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -114,6 +115,73 @@ def _slice_rates(frame: pd.DataFrame) -> np.ndarray:
         return np.where(duration_s > 0, counts / duration_s, np.nan)
 
 
+def decode_histogram_b64(text: str) -> HdrHistogram | None:
+    """A slice's base64 histogram text as an HdrHistogram; None for the empty string."""
+    return HdrHistogram.decode(base64.b64decode(text)) if text else None
+
+
+def _record_row(record: Mapping[str, Any], operations: Collection[str] | None) -> dict[str, Any]:
+    count = failures = 0
+    hists: list[HdrHistogram] = []
+    for name, op in record.get("ops", {}).items():
+        if operations is not None and name not in operations:
+            continue
+        count += int(op.get("count", 0))
+        failures += int(op.get("failures", 0))
+        hist = op.get("hist")
+        decoded = decode_histogram_b64(hist) if isinstance(hist, str) else hist
+        if decoded is not None:
+            hists.append(decoded)
+    return {
+        "t_start_s": float(record["t_start_s"]),
+        "t_end_s": float(record["t_end_s"]),
+        "worker": str(record.get("worker", "")),
+        "users": float(record.get("users", 0)),
+        "count": count,
+        "failures": failures,
+        "hist": hists,
+    }
+
+
+def slices_frame(
+    records: Iterable[Mapping[str, Any]],
+    operations: Collection[str] | None = None,
+    bucket_s: float | None = None,
+) -> pd.DataFrame:
+    """Slice records (slices.jsonl objects) as one row per time slice, summed over operations.
+
+    With one worker each record is a row. Workers close slices on their own clocks, so with
+    several, records are put in buckets of `bucket_s` (default: the median slice length) by
+    their midpoint, counts summed and users summed over workers (each reports its own).
+    `hist` holds the list of the row's histograms, decoded from base64 when needed.
+    """
+    rows = [_record_row(r, operations) for r in records]
+    columns = [*SLICE_COLUMNS, "hist"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows).sort_values("t_start_s").reset_index(drop=True)
+    if frame["worker"].nunique() <= 1:
+        return frame[columns]
+    width_s = bucket_s or float((frame["t_end_s"] - frame["t_start_s"]).median())
+    origin_s = float(frame["t_start_s"].min())
+    mid_s = (frame["t_start_s"] + frame["t_end_s"]) / 2.0
+    frame["bucket"] = ((mid_s - origin_s) // width_s).astype(int)
+    out = []
+    for bucket, group in frame.groupby("bucket", sort=True):
+        start_s = origin_s + int(bucket) * width_s
+        out.append(
+            {
+                "t_start_s": max(start_s, float(group["t_start_s"].min())),
+                "t_end_s": min(start_s + width_s, float(group["t_end_s"].max())),
+                "users": float(group.groupby("worker")["users"].max().sum()),
+                "count": int(group["count"].sum()),
+                "failures": int(group["failures"].sum()),
+                "hist": [h for hists in group["hist"] for h in hists],
+            }
+        )
+    return pd.DataFrame(out, columns=columns)
+
+
 def find_steady_windows(
     slices: pd.DataFrame,
     warmup_slices: int = 1,
@@ -143,9 +211,9 @@ def find_steady_windows(
         if len(run) == 0 or users[run[0]] <= 0:
             continue
         kept = run[warmup_slices:]
-        if len(kept) < min_steady_slices:
+        if len(kept) == 0 or len(kept) < min_steady_slices:
             continue
-        median_rps = float(np.nanmedian(rates[kept])) if len(kept) else math.nan
+        median_rps = float(np.nanmedian(rates[kept]))
         first = 0
         tolerance = (1.0 - stable_fraction) * median_rps
         while (
@@ -185,14 +253,16 @@ def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram | None:
 
     Merging counts, not averaging per-slice percentiles, is what makes a step's P95 exact.
     """
-    merged: HdrHistogram | None = None
-    for hist in histograms:
-        if merged is None:
-            merged = HdrHistogram(
-                hist.lowest_trackable_value,
-                hist.highest_trackable_value,
-                hist.significant_figures,
-            )
+    hists = list(histograms)
+    if not hists:
+        return None
+    widest = max(hists, key=lambda h: h.highest_trackable_value)
+    merged = HdrHistogram(
+        min(h.lowest_trackable_value for h in hists),
+        widest.highest_trackable_value,
+        max(h.significant_figures for h in hists),
+    )
+    for hist in hists:
         merged.add(hist)
     return merged
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from capacity.steps import (
     latency_percentiles_ms,
     littles_law_check,
     merge_histograms,
+    slices_frame,
     summarize_step,
     summarize_steps,
 )
@@ -236,3 +238,65 @@ def test_littles_law_without_think_time_only_bounds_concurrency_from_above() -> 
     assert concurrency == pytest.approx(30.0) and ok is False
     # With the think time known, too few in flight is inconsistent as well.
     assert littles_law_check(10, 10.0, 500.0, 2.0)[2] is False
+
+
+# --- slice records ----------------------------------------------------------------------
+
+
+def b64(hist: HdrHistogram) -> str:
+    return base64.b64encode(hist.encode()).decode("ascii")
+
+
+def record(worker: str, t_start_s: float, users: int, counts: dict[str, int]) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "t_start_s": t_start_s,
+        "t_end_s": t_start_s + SLICE_S,
+        "worker": worker,
+        "users": users,
+        "ops": {
+            name: {
+                "count": count,
+                "failures": 1,
+                "partial": 0,
+                "hist": b64(hist_of(np.full(count, 10_000 * (i + 1)))),
+                "errors": {"HTTP 500": 1},
+            }
+            for i, (name, count) in enumerate(counts.items())
+        },
+    }
+
+
+def test_slices_frame_sums_operations_of_one_worker() -> None:
+    records = [record("w1", 100.0 + i * SLICE_S, 5, {"a": 10, "b": 30}) for i in range(3)]
+    frame = slices_frame(records)
+    assert list(frame["count"]) == [40, 40, 40]
+    assert list(frame["failures"]) == [2, 2, 2]
+    assert latency_percentiles_ms(frame["hist"].iloc[0]).p50_ms == pytest.approx(20.0, rel=1e-3)
+    only_a = slices_frame(records, operations={"a"})
+    assert list(only_a["count"]) == [10, 10, 10]
+    assert latency_percentiles_ms(only_a["hist"].iloc[0]).p95_ms == pytest.approx(10.0, rel=1e-3)
+
+
+def test_slices_frame_buckets_workers_on_their_own_clocks() -> None:
+    # Two workers 1.3 s apart, 4 and 6 users: each bucket has both, 10 users in total.
+    records = [record("w1", 100.0 + i * SLICE_S, 4, {"a": 20}) for i in range(4)]
+    records += [record("w2", 101.3 + i * SLICE_S, 6, {"a": 30}) for i in range(4)]
+    frame = slices_frame(records)
+    assert len(frame) == 4
+    assert list(frame["users"]) == [10.0] * 4
+    assert list(frame["count"]) == [50] * 4
+    assert all(len(h) == 2 for h in frame["hist"])
+    windows = find_steady_windows(frame, warmup_slices=0)
+    assert len(windows) == 1 and windows[0].users == 10.0
+    assert slices_frame([]).empty
+
+
+def test_merge_accepts_histograms_with_different_ranges() -> None:
+    narrow = hist_of(np.array([1000, 2000]))
+    wide = HdrHistogram(1, 3_600_000_000, 3)
+    wide.record_value(120_000_000)
+    for order in ([narrow, wide], [wide, narrow]):
+        merged = latency_percentiles_ms(order)
+        assert merged.count == 3
+        assert merged.max_ms == pytest.approx(120_000.0, rel=1e-3)
