@@ -11,12 +11,13 @@ import io
 import socket
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TextIO
-
-import pandas as pd
+from typing import TYPE_CHECKING, TextIO
 
 from capacity.collect.samples import ResourceSample
 from capacity.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas is imported when reading, not on the sampling path (startup time)
+    import pandas as pd
 
 COLUMNS = (
     "ts_unix_s",
@@ -88,6 +89,8 @@ def read_resources(path: Path) -> pd.DataFrame:
 
     Tolerates a killed writer: an empty file, a header only, or a last line cut short.
     """
+    import pandas as pd
+
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
@@ -113,6 +116,8 @@ def read_resources(path: Path) -> pd.DataFrame:
 
 
 def _empty_frame() -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.DataFrame({name: pd.Series(dtype="float64") for name in COLUMNS})
     for name in ("source", "target"):
         frame[name] = frame[name].astype("string")
@@ -129,6 +134,8 @@ def merge_resource_files(
     than one host (every host has a `host` target), its target becomes `target@host` so that
     analysis grouping by target never adds two machines together.
     """
+    import pandas as pd
+
     if hosts is not None and len(hosts) != len(paths):
         raise ConfigError(f"merge: {len(paths)} file(s) but {len(hosts)} host label(s)")
     frames = []

@@ -12,6 +12,7 @@ import fnmatch
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,23 @@ class StatsCounters:
 
     cpu_usage_s: float
     clock_s: float | None  # host CPU time / online CPUs: the daemon's own wall clock
+    read_unix_s: float | None  # when the daemon read the figures
     cpu_throttled_s: float | None
     mem_working_set_bytes: int | None
     mem_limit_bytes: int | None
+
+
+def parse_docker_time(text: str | None) -> float | None:
+    """Unix seconds from the daemon's RFC 3339 time with nanoseconds; None for the zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    stamp, _, zone = text.rstrip("Z").partition("+")
+    whole, _, fraction = stamp.partition(".")
+    try:
+        moment = datetime.fromisoformat(whole + "+" + (zone or "00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() + (float("0." + fraction) if fraction.isdigit() else 0.0)
 
 
 def counters_from_stats(stats: dict[str, Any]) -> StatsCounters | None:
@@ -89,6 +104,7 @@ def counters_from_stats(stats: dict[str, Any]) -> StatsCounters | None:
     return StatsCounters(
         cpu_usage_s=(total_ns or 0) / 1e9,
         clock_s=clock_s,
+        read_unix_s=parse_docker_time(stats.get("read")),
         cpu_throttled_s=throttled_ns / 1e9 if throttled_ns is not None else None,
         mem_working_set_bytes=(
             working_set_bytes(int(usage), mem_stat, version) if usage is not None else None
@@ -371,7 +387,7 @@ class DockerSource:
             else None
         )
         return ResourceSample(
-            ts_unix_s=ts,
+            ts_unix_s=counters.read_unix_s or ts,
             source="container",
             target=container.name,
             cpu_cores=cpu_cores,
