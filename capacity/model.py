@@ -221,9 +221,10 @@ def _summarise_fit(
         half = np.full(3, math.nan)
         warnings.append("no confidence intervals: too few points or a degenerate fit")
     # Intervals are clipped to the parameters' physical bounds.
-    sigma_ci = (max(0.0, sigma - half[0]), min(1.0, sigma + half[0]))
-    kappa_ci = (max(0.0, kappa - half[1]), kappa + half[1])
-    lambda_ci = (max(0.0, lambda_ - half[2]), lambda_ + half[2])
+    h_sigma, h_kappa, h_lambda = (float(v) for v in half)
+    sigma_ci = (max(0.0, sigma - h_sigma), min(1.0, sigma + h_sigma))
+    kappa_ci = (max(0.0, kappa - h_kappa), kappa + h_kappa)
+    lambda_ci = (max(0.0, lambda_ - h_lambda), lambda_ + h_lambda)
     fitted = usl_throughput(n, sigma, kappa, lambda_)
     ss_tot = float(np.sum((x - x.mean()) ** 2))
     r2 = 1.0 - float(np.sum((x - fitted) ** 2)) / ss_tot if ss_tot > 0 else math.nan
@@ -250,7 +251,7 @@ def _summarise_fit(
             f"largest measured concurrency {max_n:g} is below half the predicted peak "
             f"{peak:.1f}: the peak is extrapolated"
         )
-    if finite_cov and math.isfinite(half[1]) and kappa_ci[0] <= 0.0 < kappa:
+    if finite_cov and math.isfinite(h_kappa) and kappa_ci[0] <= 0.0 < kappa:
         warnings.append("kappa's interval includes 0: the retrograde region is not established")
     reached = (not linear_only) and math.isfinite(peak) and max_n >= 0.5 * peak
     return UslFit(
@@ -401,7 +402,8 @@ def slo_limited_capacity(
         )
     limited_by = min((r for r in reasons), key=lambda r: crossings[r])
     users_at = crossings[limited_by]
-    frac = (users_at - ok.users) / (fail.users - ok.users)
+    span_users = fail.users - ok.users
+    frac = (users_at - ok.users) / span_users if span_users > 0 else 0.0
     rps_at = ok.throughput_rps + frac * (fail.throughput_rps - ok.throughput_rps)
     best_rps = max(max(s.throughput_rps for s in ordered[:fail_at]), rps_at)
     note = (
@@ -530,9 +532,12 @@ def project(
         raise CapacityError(f"target_rps must be positive, got {target_rps}")
     warnings: list[str] = list(demand.notes)
     measured = demand.measured_max_rps
-    if target_users is None:
-        target_users = target_rps * demand.users_at_max_rps / measured if measured > 0 else math.nan
+    if target_users is None and measured > 0:
+        target_users = target_rps * demand.users_at_max_rps / measured
         warnings.append("target users estimated from users per req/s at the highest step")
+    elif target_users is None:
+        target_users = math.nan
+        warnings.append("memory per user not projected: no measured step relates users to req/s")
     if math.isfinite(measured) and target_rps > EXTRAPOLATION_FACTOR * measured:
         warnings.append(
             f"target {target_rps:g} req/s is {target_rps / measured:.1f}x the measured maximum "
@@ -545,6 +550,10 @@ def project(
             warnings.append(
                 "the measurements never reached the curved part of the throughput curve; "
                 "contention effects at the target are unknown"
+            )
+        elif usl.kappa_ci[0] <= 0.0 < usl.kappa:
+            warnings.append(
+                "kappa's 95% interval includes 0: the throughput peak is not established"
             )
         if usl.ok and target_rps > usl.max_throughput_rps:
             warnings.append(
@@ -560,7 +569,9 @@ def project(
         replicas_cpu = _ceil(cpu_needed / cores_each)
         replicas_mem = 1
         mem_each = _per_service(mem_mb_per_replica, svc)
-        per_user_mb = d.mem_mb_per_user * target_users if math.isfinite(d.mem_mb_per_user) else 0.0
+        per_user_mb = d.mem_mb_per_user * target_users
+        if not math.isfinite(per_user_mb):
+            per_user_mb = 0.0
         if mem_each is not None and math.isfinite(d.mem_mb_base):
             room_mb = spare * mem_each - d.mem_mb_base
             if room_mb <= 0:
@@ -646,13 +657,15 @@ def first_bottleneck(
     for svc in sorted({k for s in ordered for k in s.cpu_cores_mean}):
         rows = [(s.users, s.cpu_cores_mean[svc]) for s in ordered if svc in s.cpu_cores_mean]
         limit = (cpu_limit_cores or {}).get(svc, default_cpu_limit_cores)
+        if not limit > 0:
+            continue
         users, used = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
         trends.append(_trend(svc, "cpu", limit, users, used, saturated_fraction))
     for svc in sorted({k for s in ordered for k in s.mem_mb_mean}):
         limits = (mem_limit_mb or {}).get(svc) or next(
             (s.mem_limit_mb[svc] for s in reversed(ordered) if svc in s.mem_limit_mb), None
         )
-        if not limits:
+        if not limits or not limits > 0:
             continue
         rows = [(s.users, s.mem_mb_mean[svc]) for s in ordered if svc in s.mem_mb_mean]
         users, used = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
