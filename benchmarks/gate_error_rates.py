@@ -29,8 +29,8 @@ def simulate_p95s(
 ) -> list[float]:
     """Per-run P95s of `runs` simulated runs, all latencies multiplied by `slowdown`."""
     run_factor = np.exp(rng.normal(0.0, noise, size=(runs, 1)))
-    latencies_ms = median_ms * slowdown * run_factor * rng.lognormal(
-        0.0, sigma, size=(runs, samples_per_run)
+    latencies_ms = (
+        median_ms * slowdown * run_factor * rng.lognormal(0.0, sigma, size=(runs, samples_per_run))
     )
     return [float(v) for v in np.percentile(latencies_ms, 95, axis=1)]
 

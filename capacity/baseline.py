@@ -8,9 +8,9 @@ run-to-run differences instead of trusting one noisy number). Layout, schema 1:
     name = "development"
     [gate]                                   # optional, GateConfig field names
     alpha = 0.05
-    [slo.operations."graphql *"]             # fnmatch pattern -> metric ceilings
+    [slos.operations."graphql *"]            # fnmatch pattern -> metric ceilings
     p95_ms = 500.0
-    [slo.services."*"]
+    [slos.services."*"]
     mem_mb_max = 512.0
     [reference]
     scenario = "smoke"
@@ -221,12 +221,12 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
 def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
     unknown = set(raw) - set(_SECTION.values())
     if unknown:
-        raise ConfigError(f"{where}: unknown key 'slo.{sorted(unknown)[0]}'")
+        raise ConfigError(f"{where}: unknown key 'slos.{sorted(unknown)[0]}'")
     ceilings: list[SloCeiling] = []
     for kind in KINDS:
         section = _SECTION[kind]
         for pattern, metrics in _table(raw, section, where).items():
-            key = f"slo.{section}.{json.dumps(pattern)}"
+            key = f"slos.{section}.{json.dumps(pattern)}"
             if not isinstance(metrics, dict) or not metrics:
                 raise ConfigError(f"{where}: key '{key}' must be a table of metric ceilings")
             for metric, limit in metrics.items():
@@ -307,7 +307,7 @@ def parse_baseline(data: Mapping[str, Any], where: str) -> Baseline:
             f"{where}: schema = {schema!r} is not supported (this capacity reads schema "
             f"{BASELINE_SCHEMA})"
         )
-    unknown = set(data) - {"schema", "name", "description", "saved_at", "gate", "slo", "reference"}
+    unknown = set(data) - {"schema", "name", "description", "saved_at", "gate", "slos", "reference"}
     if unknown:
         raise ConfigError(f"{where}: unknown key '{sorted(unknown)[0]}'")
     for key in ("name", "description", "saved_at"):
@@ -316,13 +316,14 @@ def parse_baseline(data: Mapping[str, Any], where: str) -> Baseline:
     reference = (
         _parse_reference(_table(data, "reference", where), where) if "reference" in data else None
     )
-    slos = _parse_slos(_table(data, "slo", where), where)
+    slos = _parse_slos(_table(data, "slos", where), where)
+    config = _parse_config(_table(data, "gate", where), where)
     if not slos and reference is None:
-        raise ConfigError(f"{where}: nothing to gate (no [slo.*] ceilings and no [reference])")
+        raise ConfigError(f"{where}: nothing to gate (no [slos.*] ceilings and no [reference])")
     return Baseline(
         name=data.get("name", ""),
         description=data.get("description", ""),
-        config=_parse_config(_table(data, "gate", where), where),
+        config=config,
         slos=slos,
         reference=reference,
         saved_at=data.get("saved_at", ""),
@@ -409,7 +410,7 @@ def baseline_document(baseline: Baseline) -> dict[str, Any]:
         section = slo.setdefault(_SECTION[ceiling.kind], {})
         section.setdefault(ceiling.pattern, {})[ceiling.metric] = ceiling.limit
     if slo:
-        doc["slo"] = slo
+        doc["slos"] = slo
     if baseline.reference is not None:
         ref = baseline.reference
         reference: dict[str, Any] = {"scenario": ref.scenario, "run_ids": list(ref.run_ids)}
