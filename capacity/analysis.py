@@ -19,8 +19,9 @@ from capacity.scenario import OperationSlo, ServiceSlo
 
 SUMMARY_SCHEMA = 1
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
-# Fewest samples for a percentile to mean something: ~5 samples beyond it.
-MIN_SAMPLES = {"p50_ms": 5, "p95_ms": 100, "p99_ms": 500, "error_rate": 100}
+# Fewest samples for a figure to be trusted: at least two samples beyond a percentile,
+# and enough requests that a 1% error-rate limit is not decided by one failure.
+MIN_SAMPLES = {"p50_ms": 5, "p95_ms": 40, "p99_ms": 200, "error_rate": 50}
 SATURATED_CORE_FRACTION = 0.9
 SATURATED_TIME_FRACTION = 0.1
 

@@ -150,8 +150,6 @@ def locust_command(options: RunOptions, scenario: Scenario, run_dir: Path) -> li
         "--only-summary",
         "--logfile",
         str(run_dir / runfolder.LOCUST_LOG),
-        "--stop-timeout",
-        "10",
     ]
     if not load.stages:
         cmd += ["-u", str(load.users), "-r", str(load.spawn_rate), "-t", f"{load.duration_s:g}s"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from gevent import GreenletExit
 from locust import User, between, task
 
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
@@ -169,6 +170,8 @@ class WorkflowUser(User):
         t0 = time.perf_counter()
         try:
             handle = self._bridge.submit(start).get(timeout=timeout_s)
+        except GreenletExit:
+            raise  # the user is being stopped: not a failure of the stack
         except BaseException as exc:  # gevent.Timeout is a BaseException
             self._fire(
                 f"workflow start {flow.workflow_type}",
@@ -176,7 +179,7 @@ class WorkflowUser(User):
                 (time.perf_counter() - t0) * 1000.0,
                 exc=failure_text(exc),
             )
-            if isinstance(exc, GeneratorExit | KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt):
                 raise
             return
         self._fire(
