@@ -60,6 +60,11 @@ class Upstream:
         return payload
 
 
+# graphql-core gathers each nesting level (list, object fields) in its own tasks, so sibling
+# references can be requested a few loop turns apart; waiting this many turns keeps them in
+# one batch (measured: a 4-level query went from 6 master-data calls to 4).
+DISPATCH_DELAY_TURNS = 3
+
 FetchMany = Callable[[list[str]], Awaitable[Mapping[str, Any]]]
 
 
@@ -87,10 +92,13 @@ class BatchLoader:
             self._cache[key] = fut
             self._pending.append(key)
             if len(self._pending) == 1:
-                loop.call_soon(self._dispatch)
+                loop.call_soon(self._dispatch, DISPATCH_DELAY_TURNS)
         return fut
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, turns_left: int) -> None:
+        if turns_left > 0:  # let keys from deeper, later-scheduled resolvers join the batch
+            asyncio.get_running_loop().call_soon(self._dispatch, turns_left - 1)
+            return
         keys, self._pending = self._pending, []
         task = asyncio.ensure_future(self._run(keys))
         task.add_done_callback(_consume)
