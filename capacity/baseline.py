@@ -120,6 +120,8 @@ def read_run_metrics(run_dir: Path) -> RunMetrics:
         for target, row in raw.items():
             if not isinstance(row, dict):
                 raise ConfigError(f"{path}: key '{section}.{target}' must be an object")
+            if section == "resources" and (row.get("source") == "host" or target == "host"):
+                continue  # the whole machine, load generator included: not a service
             table[target] = {
                 f: _number(row.get(f), f"{path}: key '{section}.{target}.{f}'") for f in fields
             }

@@ -36,6 +36,9 @@ SERVICE_REFERENCE_METRICS = SERVICE_SLO_METRICS
 DEFAULT_OPERATION_REFERENCE = ("p95_ms",)
 DEFAULT_SERVICE_REFERENCE = ("cpu_cores_mean", "mem_mb_mean")
 _MAX_ENUMERATED_SPLITS = 20_000
+# Requests per run below which a percentile (or, pooled, an error rate) is not judged; the
+# same figures as the run analysis, so a run it calls inconclusive is not passed here.
+MIN_SAMPLES = {"p50_ms": 5, "p95_ms": 40, "p99_ms": 200, "p999_ms": 2000, "error_rate": 50}
 
 
 class Verdict(StrEnum):
@@ -378,8 +381,11 @@ def _aggregate(
     values = tuple(float(row[metric] or 0.0) for row in present)
     if not values:
         return None, "no value", ()
+    plural = "run" if len(runs) == 1 else "runs"
     of_runs = (
-        f"{len(values)} of {len(runs)} runs" if len(values) < len(runs) else (f"{len(values)} runs")
+        f"{len(values)} of {len(runs)} {plural}"
+        if len(values) < len(runs)
+        else f"{len(values)} {plural}"
     )
     if metric.endswith("_max"):
         return max(values), f"max of {of_runs}", values
@@ -391,17 +397,47 @@ def _aggregate(
     return float(np.median(values)), f"median of {of_runs}", values
 
 
+def _too_few_samples(
+    metric: str, kind: TargetKind, target: str, runs: Sequence[RunMetrics]
+) -> str | None:
+    """Why a latency percentile or error rate rests on too few requests, or None if enough."""
+    need = MIN_SAMPLES.get(metric) if kind == "operation" else None
+    rows = [run.operations.get(target) for run in runs]
+    counts = [
+        row.get("count")
+        for row in rows
+        if row is not None and row.get(metric) is not None and row.get("count") is not None
+    ]
+    if need is None or not counts:
+        return None
+    if metric == "error_rate":
+        total = sum(c or 0.0 for c in counts)
+        return None if total >= need else f"{total:.0f} requests in all (need {need})"
+    fewest = min(c or 0.0 for c in counts)
+    return None if fewest >= need else f"a run has {fewest:.0f} requests (need {need} per run)"
+
+
 def check_slos(ceilings: Sequence[SloCeiling], runs: Sequence[RunMetrics]) -> tuple[SloCheck, ...]:
-    """Apply every ceiling to every target of the runs its pattern matches (none is fine)."""
+    """Apply every ceiling to every target of the runs its pattern matches (none is fine).
+
+    Missing values fail and too few requests are inconclusive: neither ever passes.
+    """
     checks: list[SloCheck] = []
     for ceiling in ceilings:
         names = sorted({name for run in runs for name in run.targets(ceiling.kind)})
         for target in (n for n in names if fnmatch.fnmatchcase(n, ceiling.pattern)):
             value, aggregate, values = _aggregate(ceiling.metric, ceiling.kind, target, runs)
             limit_text = format_value(ceiling.metric, ceiling.limit)
+            too_few = _too_few_samples(ceiling.metric, ceiling.kind, target, runs)
             if value is None:
                 verdict = Verdict.FAIL
                 evidence = f"no {ceiling.metric} in any run: a gate never passes on missing data"
+            elif too_few:
+                verdict = Verdict.INCONCLUSIVE
+                evidence = (
+                    f"{format_value(ceiling.metric, value)} ({aggregate}) vs {limit_text}: "
+                    f"too few samples, {too_few}"
+                )
             else:
                 verdict = Verdict.PASS if value <= ceiling.limit else Verdict.FAIL
                 relation = "<=" if verdict == Verdict.PASS else ">"

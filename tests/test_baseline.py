@@ -150,13 +150,17 @@ def test_read_run_metrics_accepts_nulls_and_ignores_extra_fields(tmp_path: Path)
         "run_id": "r1",
         "scenario": "smoke",
         "operations": {"rules vat": {"count": 0, "p95_ms": None, "rps": 0.0}},
-        "resources": {"temporal": {"cpu_cores_mean": None, "mem_mb_mean": 80.5, "samples": 3}},
+        "resources": {
+            "temporal": {"cpu_cores_mean": None, "mem_mb_mean": 80.5, "samples": 3},
+            "host": {"source": "host", "cpu_cores_mean": 1.5, "mem_mb_max": 9000.0},
+        },
     }
     metrics = read_run_metrics(write_summary(tmp_path, summary))
     assert metrics.operations["rules vat"]["p95_ms"] is None
     assert metrics.operations["rules vat"]["count"] == 0.0
     assert metrics.services["temporal"]["mem_mb_mean"] == 80.5
     assert "rps" not in metrics.operations["rules vat"]
+    assert set(metrics.services) == {"temporal"}
 
 
 @pytest.mark.parametrize(

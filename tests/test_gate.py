@@ -209,3 +209,15 @@ def test_evaluate_orders_slos_then_relative_and_notes_extras() -> None:
     assert report.verdict == Verdict.REGRESSION
     assert report.exit_code == EXIT_FAIL
     assert any("rules vat" in note for note in report.notes)
+
+
+def test_slo_on_too_few_requests_is_inconclusive_either_way() -> None:
+    few = [run_metrics("r1", 400.0, count=30), run_metrics("r2", 900.0, 0.2, count=30)]
+    ceilings = [
+        SloCeiling("operation", "graphql *", "p95_ms", 500.0),
+        SloCeiling("operation", "graphql *", "error_rate", 0.01),
+    ]
+    checks = check_slos(ceilings, few)
+    assert [c.verdict for c in checks] == [Verdict.INCONCLUSIVE, Verdict.FAIL]  # 60 pooled
+    assert "a run has 30 requests (need 40 per run)" in checks[0].evidence
+    assert check_slos(ceilings[1:], few[1:])[0].verdict == Verdict.INCONCLUSIVE
