@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
 import statistics
+import sys
 import threading
 import time
 import urllib.error
@@ -425,7 +428,7 @@ def test_latency_and_slowdown_really_slow_a_service(stack: StackState) -> None:
         base_ms = _median_ms(target)
         with tuned(stack, "master-data", slowdown=3.0):
             slow_ms = _median_ms(target)
-    assert 20 <= base_ms < 50
+    assert 20 <= base_ms < 55
     assert slow_ms >= 60 and slow_ms > base_ms + 30
 
 
@@ -456,8 +459,8 @@ def test_concurrency_limit_queues_requests(stack: StackState) -> None:
         parallel_s = burst()
         with tuned(stack, "master-data", concurrency=1):
             queued_s = burst()
-    assert parallel_s < 0.15
-    assert queued_s >= 0.2
+    assert queued_s >= 0.2  # four 50 ms requests one at a time
+    assert parallel_s < 0.6 * queued_s
 
 
 def test_port_in_use_is_named_before_anything_starts(tmp_path: Path) -> None:
@@ -472,9 +475,35 @@ def test_port_in_use_is_named_before_anything_starts(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
-def test_cli_down_leaves_no_process_and_no_port(stack: StackState) -> None:
+def test_failed_start_stops_what_started_and_names_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_command = supervisor._command
+
+    def command(name: str, *args: Any) -> list[str]:
+        if name == "gateway":
+            return [sys.executable, "-c", "print('boom: cannot start'); raise SystemExit(3)"]
+        return real_command(name, *args)
+
+    monkeypatch.setattr(supervisor, "SERVICES", ("master-data", "gateway"))
+    monkeypatch.setattr(supervisor, "_command", command)
+    ports = supervisor.pick_free_ports()
+    with pytest.raises(StackError, match=r"^gateway exited with code 3.*gateway\.log.*boom"):
+        supervisor.up(StackConfig(ports=ports, state_dir=tmp_path), timeout_s=20)
+    assert not supervisor.port_listening("127.0.0.1", ports["master-data"])
+    assert not (tmp_path / supervisor.STATE_FILE).exists()
+
+
+def test_cli_down_leaves_no_process_and_no_port(
+    stack: StackState, capsys: pytest.CaptureFixture[str]
+) -> None:
     pids = supervisor.service_pids(stack)
+    os.kill(pids["rules-engine"], signal.SIGKILL)  # down must cope with an already dead service
+    psutil.Process(pids["rules-engine"]).wait(5)
+    assert cli.main(["stack", "status", "--state-dir", str(stack.state_dir)]) == 1
+    assert "unhealthy" in capsys.readouterr().out
     assert cli.main(["stack", "down", "--state-dir", str(stack.state_dir)]) == 0
+    assert "stopped: temporal, master-data, workflow, gateway" in capsys.readouterr().err
     for pid in pids.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
