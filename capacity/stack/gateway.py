@@ -29,7 +29,7 @@ from graphql import (
 )
 
 from capacity.stack.gateway_schema import Context, build_gateway_schema
-from capacity.stack.httpkit import RUNTIME_KEY, create_app, dumps, json_response
+from capacity.stack.httpkit import RUNTIME_KEY, create_app, dumps, json_response, loads
 from capacity.stack.tuning import Tuning
 from capacity.stack.upstream import Upstream, UpstreamError
 
@@ -134,7 +134,7 @@ async def run_graphql(request: web.Request, payload: Any, *, allow_mutation: boo
 
 async def graphql_post(request: web.Request) -> web.Response:
     try:
-        payload = json.loads(await request.read())
+        payload = loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
         return _request_error(f"request body is not valid JSON: {exc}", "BAD_REQUEST")
     return await run_graphql(request, payload, allow_mutation=True)

@@ -66,9 +66,21 @@ class ServiceRuntime:
 RUNTIME_KEY = web.AppKey("runtime", ServiceRuntime)
 
 
-def dumps(obj: object) -> bytes:
-    """Compact JSON bytes (orjson is not a dependency; json is fast enough here)."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+try:  # orjson is not a dependency: used only when it happens to be installed
+    import orjson
+
+    def dumps(obj: object) -> bytes:
+        """Compact JSON bytes."""
+        return orjson.dumps(obj)
+
+    loads: Callable[[bytes | str], Any] = orjson.loads
+except ImportError:
+
+    def dumps(obj: object) -> bytes:
+        """Compact JSON bytes."""
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    loads = json.loads
 
 
 def json_response(obj: object, status: int = 200) -> web.Response:
@@ -84,7 +96,7 @@ def error_response(message: str, status: int) -> web.Response:
 async def read_json(request: web.Request) -> Any:
     """The request body as JSON, or an HTTP 400 naming the problem."""
     try:
-        return json.loads(await request.read())
+        return loads(await request.read())
     except (ValueError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(
             body=dumps({"error": f"request body is not valid JSON: {exc}"}),
