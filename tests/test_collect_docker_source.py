@@ -31,7 +31,8 @@ class FakeAPI:
 
     def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
-        self.stats_by_id: dict[str, dict[str, Any]] = {}
+        self.stats_by_id: dict[str, list[dict[str, Any]]] = {}  # answered in turn, last repeats
+        self.stats_delay_s = 0.0
         self.pids: dict[str, int] = {}
         self.down = False
         self.calls: list[str] = []
@@ -71,7 +72,9 @@ class FakeAPI:
     def stats(self, container_id: str, stream: bool = True, one_shot: bool | None = None):
         self._check("stats")
         assert stream is False and one_shot is True, "never a two-sample stream=false call"
-        return self.stats_by_id[container_id]
+        time.sleep(self.stats_delay_s)
+        answers = self.stats_by_id[container_id]
+        return answers.pop(0) if len(answers) > 1 else answers[0]
 
 
 def api_stats(total_ns: int, system_ns: int, usage: int, inactive: int, limit: int) -> dict:
@@ -93,6 +96,12 @@ def api_stats(total_ns: int, system_ns: int, usage: int, inactive: int, limit: i
 
 def by_target(samples: list[ResourceSample]) -> dict[str, ResourceSample]:
     return {s.target: s for s in samples}
+
+
+def next_tick(source: DockerSource) -> list[ResourceSample]:
+    """Sample after the fake's answers to the previous tick's stats calls have arrived."""
+    time.sleep(0.05)
+    return source.sample()
 
 
 def test_selection_by_pattern_project_and_label(tmp_path: Path) -> None:
@@ -144,8 +153,10 @@ def test_cgroup_path_rates_and_restart(tmp_path: Path) -> None:
     second = by_target(source.sample())["app"]
     after_second = time.monotonic()
     # 0.3 CPU-seconds over the interval between the two reads, which lies in these bounds.
-    assert 0.3 / (after_second - before_first) <= second.cpu_cores <= 0.3 / (
-        before_second - after_first
+    assert (
+        0.3 / (after_second - before_first)
+        <= second.cpu_cores
+        <= 0.3 / (before_second - after_first)
     )
     assert second.cpu_throttled_s == pytest.approx(0.1)
     assert second.mem_limit_mb == pytest.approx(HOST_MEM / MB)  # no limit: the host's memory
@@ -180,43 +191,67 @@ def test_falls_back_to_stats_api_with_a_warning(tmp_path: Path) -> None:
     api = FakeAPI()
     api.add(1, "remote-app")
     gib = 1024 * MB
-    api.stats_by_id[cid(1)] = api_stats(1_000_000_000, 100_000_000_000, 300 * MB, 50 * MB, gib)
+    # +0.4 s of container CPU while the host's 2 CPUs advance 2 s: 1 s of wall time.
+    api.stats_by_id[cid(1)] = [
+        api_stats(1_000_000_000, 100_000_000_000, 300 * MB, 50 * MB, gib),
+        api_stats(1_400_000_000, 102_000_000_000, 300 * MB, 50 * MB, gib),
+    ]
     source = DockerSource(client=api, cgroup_root=tmp_path / "empty")
     warnings = source.take_warnings()
     assert len(warnings) == 1 and "remote-app" in warnings[0] and "stats API" in warnings[0]
     assert "1 via the stats API" in source.describe()
-    first = by_target(source.sample())["remote-app"]
+    assert source.sample() == []  # asked now; the answer is a row of the next tick
+    first = by_target(next_tick(source))["remote-app"]
     assert first.cpu_cores is None
     assert first.mem_mb == pytest.approx(250.0)  # usage minus total_inactive_file (v1)
     assert first.mem_limit_mb == pytest.approx(1024.0)
     assert first.ts_unix_s == pytest.approx(1795729823.5)  # the daemon's read time
-    # +0.4 s of container CPU while the host's 2 CPUs advanced 2 s: 1 s of wall time.
-    api.stats_by_id[cid(1)] = api_stats(1_400_000_000, 102_000_000_000, 300 * MB, 50 * MB, gib)
-    second = by_target(source.sample())["remote-app"]
+    second = by_target(next_tick(source))["remote-app"]
     assert second.cpu_cores == pytest.approx(0.4)
     assert second.cpu_throttled_s == pytest.approx(0.0)
-    assert api.calls.count("stats") == 2
+    time.sleep(0.05)
+    assert api.calls.count("stats") == 3  # one per tick, never two for one answer
+    source.close()
+
+
+def test_stats_calls_run_concurrently() -> None:
+    """One-shot calls wait for the daemon's next round (~1 s); in turn, 6 would take 6 s."""
+    api = FakeAPI()
+    api.stats_delay_s = 0.3
+    for n in range(6):
+        api.add(n, f"c{n}")
+        api.stats_by_id[cid(n)] = [api_stats(1, 1, MB, 0, 100 * MB)]
+    source = DockerSource(client=api, cgroup_root=None)
+    assert source.sample() == []
+    time.sleep(0.6)
+    assert len(source.sample()) == 6
+    source.close()
 
 
 def test_unreadable_cgroup_files_fall_back(tmp_path: Path) -> None:
     api = FakeAPI()
     api.add(1, "app")
-    api.stats_by_id[cid(1)] = api_stats(1, 1, 10 * MB, 0, 100 * MB)
+    api.stats_by_id[cid(1)] = [api_stats(1, 1, 10 * MB, 0, 100 * MB)]
     make_container(tmp_path, cid(1), 2, "cgroupfs", Figures())
     stat = tmp_path / "docker" / cid(1) / "memory.stat"
     stat.unlink()
     stat.mkdir()  # opens, but reading it fails (EISDIR); root ignores permission bits
     source = DockerSource(client=api, cgroup_root=tmp_path)
     assert any("not readable" in w for w in source.take_warnings())
-    assert by_target(source.sample())["app"].mem_mb == pytest.approx(10.0)
+    source.sample()
+    assert by_target(next_tick(source))["app"].mem_mb == pytest.approx(10.0)
 
 
 def test_stopped_container_via_api_is_a_gap(tmp_path: Path) -> None:
     api = FakeAPI()
     api.add(1, "app")
-    api.stats_by_id[cid(1)] = {"read": "0001-01-01T00:00:00Z", "cpu_stats": {}, "memory_stats": {}}
+    api.stats_by_id[cid(1)] = [
+        {"read": "0001-01-01T00:00:00Z", "cpu_stats": {}, "memory_stats": {}}
+    ]
     source = DockerSource(client=api, cgroup_root=None)
     assert source.sample() == []
+    assert next_tick(source) == []
+    assert api.calls.count("stats") == 1  # not asked again until listed as running
 
 
 def test_daemon_lost_mid_run_warns_and_keeps_sampling(tmp_path: Path) -> None:

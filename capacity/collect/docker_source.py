@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from capacity.errors import TargetUnreachable
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+_API_WORKERS = 32  # concurrent one-shot stats calls; connect_docker sizes its pool to match
 
 
 def _docker_errors() -> tuple[type[BaseException], ...]:
@@ -53,7 +55,7 @@ def connect_docker(timeout_s: float = 5.0) -> Any:
 
     address = os.environ.get("DOCKER_HOST") or _DEFAULT_DOCKER_HOST
     try:
-        client = docker.from_env(timeout=timeout_s)
+        client = docker.from_env(timeout=timeout_s, max_pool_size=_API_WORKERS)
         client.ping()
     except _docker_errors() as exc:
         raise TargetUnreachable(
@@ -157,6 +159,8 @@ class DockerSource:
         self._host_mem_mb = bytes_to_mb(mem_total) if mem_total else None
         self._cgroup_version = detect_version(cgroup_root) if cgroup_root is not None else None
         self._containers: dict[str, _Container] = {}
+        self._inflight: dict[str, Future[Any]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self._deltas = CounterDeltas()
         self._warnings: list[str] = []
         self._daemon_lost = False
@@ -198,6 +202,10 @@ class DockerSource:
         return warnings
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._inflight.clear()
         for container in self._containers.values():
             if container.reader is not None:
                 container.reader.close()
@@ -269,6 +277,7 @@ class DockerSource:
 
     def _drop(self, container_id: str) -> None:
         container = self._containers.pop(container_id)
+        self._inflight.pop(container_id, None)
         if container.reader is not None:
             container.reader.close()
         self._deltas.forget(container_id)
@@ -312,11 +321,13 @@ class DockerSource:
             self._discover(now_mono)
         samples = []
         for container in list(self._containers.values()):
-            row = (
-                self._sample_api(container) if container.via_api else self._sample_cgroup(container)
-            )
-            if row is not None:
-                samples.append(row)
+            if not container.via_api:
+                row = self._sample_cgroup(container)
+                if row is not None:
+                    samples.append(row)
+        via_api = [c for c in self._containers.values() if c.via_api]
+        if via_api or self._inflight:
+            samples.extend(self._sample_api_all(via_api))
         return samples
 
     def _sample_cgroup(self, container: _Container) -> ResourceSample | None:
@@ -362,19 +373,42 @@ class DockerSource:
             container_id=container.id[:12],
         )
 
-    def _sample_api(self, container: _Container) -> ResourceSample | None:
-        if not container.running:
-            return None
-        ts = time.time()
-        try:
-            stats = self._api.stats(container.id, stream=False, one_shot=True)
-        except _docker_errors():
-            # Gone, or the daemon is: either way a gap; discovery reports a lost daemon.
-            self._deltas.forget(container.id)
-            self._next_discovery = 0.0
-            return None
-        counters = counters_from_stats(stats)
+    def _sample_api_all(self, containers: list[_Container]) -> list[ResourceSample]:
+        """Collect the answers that arrived since the last tick and ask again, all at once.
+
+        A one-shot stats call returns at the daemon's next collection round (up to 1 s), so
+        calls in turn would take about a second per container. Made concurrently they all
+        return in the same round; the rows carry the daemon's read time, so answering one
+        tick later costs no accuracy.
+        """
+        samples = []
+        for container in containers:
+            pending = self._inflight.get(container.id)
+            if pending is not None:
+                if not pending.done():
+                    continue
+                del self._inflight[container.id]
+                row = self._api_row(container, pending)
+                if row is not None:
+                    samples.append(row)
+            if container.running:
+                self._inflight[container.id] = self._executor().submit(
+                    self._api.stats, container.id, stream=False, one_shot=True
+                )
+        return samples
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=_API_WORKERS, thread_name_prefix="capacity-docker-stats"
+            )
+        return self._pool
+
+    def _api_row(self, container: _Container, answer: Future[Any]) -> ResourceSample | None:
+        error = answer.exception()
+        counters = counters_from_stats(answer.result()) if error is None else None
         if counters is None:
+            # Stopped, removed, or the daemon is gone: a gap; discovery says which.
             self._deltas.forget(container.id)
             container.running = False
             self._next_discovery = 0.0
@@ -387,7 +421,7 @@ class DockerSource:
             else None
         )
         return ResourceSample(
-            ts_unix_s=counters.read_unix_s or ts,
+            ts_unix_s=counters.read_unix_s or time.time(),
             source="container",
             target=container.name,
             cpu_cores=cpu_cores,
