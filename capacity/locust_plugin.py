@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,9 @@ class _State:
 
 
 _state = _State()
+# Called at test stop before the final slice closes, so in-flight work (Temporal completions)
+# lands in the run folder. Each hook waits cooperatively and returns when drained.
+before_final_slice: list[Callable[[], None]] = []
 
 
 @events.init_command_line_parser.add_listener
@@ -183,6 +187,8 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         _state.ticker.kill(block=False)
         _state.ticker = None
     if _state.recorder is not None and not isinstance(environment.runner, MasterRunner):
+        for drain in before_final_slice:
+            drain()
         _state.recorder.close_slice()
 
 

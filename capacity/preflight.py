@@ -18,6 +18,8 @@ from capacity.errors import ConfigError, TargetUnreachable
 from capacity.scenario import Scenario
 
 INTROSPECTION_TIMEOUT_S = 10.0
+# Targets are addressed directly: a proxy from the environment must never relay load traffic.
+DIRECT_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def required_targets(scenario: Scenario) -> dict[str, str]:
@@ -39,7 +41,7 @@ def required_targets(scenario: Scenario) -> dict[str, str]:
 def probe_http(url: str, timeout_s: float = 3.0) -> str | None:
     """None when `url` answers 2xx, else what went wrong, in a few words."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with DIRECT_OPENER.open(url, timeout=timeout_s) as resp:
             if 200 <= resp.status < 300:
                 return None
             return f"HTTP {resp.status}"
@@ -83,7 +85,7 @@ def fetch_schema(gateway_url: str, headers: Mapping[str, str] | None = None) -> 
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=INTROSPECTION_TIMEOUT_S) as resp:
+        with DIRECT_OPENER.open(req, timeout=INTROSPECTION_TIMEOUT_S) as resp:
             doc = json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise TargetUnreachable(

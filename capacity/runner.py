@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from capacity import runfolder
 from capacity.errors import CapacityError, StackError
-from capacity.preflight import run_preflight
+from capacity.preflight import DIRECT_OPENER, run_preflight
 from capacity.scenario import Scenario, load_scenario, slos_to_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -126,7 +126,7 @@ def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(req, timeout=5):
+            with DIRECT_OPENER.open(req, timeout=5):
                 pass
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:200]

@@ -21,8 +21,10 @@ class Figures:
 
 def v1_dirs(root: Path, container_id: str, driver: str, comount: bool) -> dict[str, Path]:
     """Create v1 controller directories for a container; returns controller -> directory."""
-    sub = f"docker/{container_id}" if driver == "cgroupfs" else (
-        f"system.slice/docker-{container_id}.scope"
+    sub = (
+        f"docker/{container_id}"
+        if driver == "cgroupfs"
+        else (f"system.slice/docker-{container_id}.scope")
     )
     if comount:
         shared = root / "cpu,cpuacct"
@@ -63,8 +65,10 @@ def v2_dir(root: Path, container_id: str, driver: str, subpath: str | None = Non
     root.mkdir(parents=True, exist_ok=True)
     (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
     if subpath is None:
-        subpath = f"docker/{container_id}" if driver == "cgroupfs" else (
-            f"system.slice/docker-{container_id}.scope"
+        subpath = (
+            f"docker/{container_id}"
+            if driver == "cgroupfs"
+            else (f"system.slice/docker-{container_id}.scope")
         )
     path = root / subpath
     path.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,11 @@ def write_v2(path: Path, figures: Figures) -> None:
 
 
 def make_container(
-    root: Path, container_id: str, version: int, driver: str, figures: Figures,
+    root: Path,
+    container_id: str,
+    version: int,
+    driver: str,
+    figures: Figures,
     comount: bool = False,
 ) -> None:
     """A container's cgroup in the given layout, filled with figures."""

@@ -118,8 +118,11 @@ def test_v1_hierarchical_limit_applies(tmp_path: Path) -> None:
     dirs = v1_dirs(tmp_path, CID, "cgroupfs", comount=False)
     write_v1(dirs, Figures(limit_bytes=None))
     stat = dirs["memory"] / "memory.stat"
-    stat.write_text(stat.read_text().replace("hierarchical_memory_limit 9223372036854771712",
-                                             f"hierarchical_memory_limit {256 * MB}"))
+    stat.write_text(
+        stat.read_text().replace(
+            "hierarchical_memory_limit 9223372036854771712", f"hierarchical_memory_limit {256 * MB}"
+        )
+    )
     files = find_container_files(CID, tmp_path)
     assert files is not None
     assert CgroupReader(files).read().mem_limit_bytes == 256 * MB

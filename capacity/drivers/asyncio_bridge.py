@@ -34,16 +34,15 @@ class AsyncioBridge:
         self._hub = gevent.get_hub()
         self._get_ident = get_ident
         self.thread_id: int | None = None
-        ready = AsyncResult()
+        self.ready: AsyncResult = AsyncResult()
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
             self.thread_id = get_ident()
-            self._hub.loop.run_callback_threadsafe(ready.set, True)
+            self._hub.loop.run_callback_threadsafe(self.ready.set, True)
             self.loop.run_forever()
 
         start_new_thread(run, ())
-        ready.get(timeout=10)
 
     def submit(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> AsyncResult:
         """Run `factory()` on the loop; the returned AsyncResult fills in the hub's thread."""
@@ -80,10 +79,15 @@ _bridge: AsyncioBridge | None = None
 
 
 def get_bridge() -> AsyncioBridge:
-    """The process's one bridge, created on first use (greenlets never preempt this check)."""
+    """The process's one bridge, created on first use.
+
+    The constructor does not yield, so two greenlets can never both create one; waiting for
+    the loop thread to be ready happens after the bridge is published.
+    """
     global _bridge
     if _bridge is None:
         _bridge = AsyncioBridge()
+    _bridge.ready.get(timeout=10)
     return _bridge
 
 

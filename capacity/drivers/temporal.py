@@ -10,7 +10,10 @@ polling the task queue, or a worker that does not know the type) and reported as
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -18,15 +21,50 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import gevent
 from gevent import GreenletExit
-from locust import User, between, task
+from locust import User, between, events, task
 
+from capacity import locust_plugin
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
 from capacity.drivers.variables import PoolCursor, compile_variables
 from capacity.scenario import UserClass
 
 REQUEST_TYPE = "temporal"
 UNSERVED_CHECK_S = 5.0
+
+
+class InFlight:
+    """Workflows started and not yet reported complete, counted in the hub's thread."""
+
+    count = 0
+    longest_timeout_s = 0.0
+
+    @classmethod
+    def drain(cls) -> None:
+        """Wait (cooperatively) until every started workflow has reported its completion."""
+        deadline = time.monotonic() + cls.longest_timeout_s + 10.0
+        while cls.count > 0 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
+
+locust_plugin.before_final_slice.append(InFlight.drain)
+
+
+@events.quit.add_listener
+def _exit_without_finalizing(exit_code: int, **_: Any) -> None:
+    """Leave the process before interpreter finalization once temporalio has run.
+
+    temporalio's Rust runtime threads can call into a finalizing interpreter and crash it
+    (SIGSEGV in PyGILState_Release, seen in about one run in three), turning a clean run's
+    exit code into -11. Everything is written and flushed by the time `quit` fires.
+    """
+    if not _holders:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)
 
 
 @dataclass(frozen=True)
@@ -185,6 +223,8 @@ class WorkflowUser(User):
         self._fire(
             f"workflow start {flow.workflow_type}", start_time, (time.perf_counter() - t0) * 1000.0
         )
+        InFlight.count += 1
+        InFlight.longest_timeout_s = max(InFlight.longest_timeout_s, timeout_s)
         self._bridge.spawn(lambda: self._track(handle, flow.workflow_type, start_time, t0))
 
     async def _track(self, handle: Any, workflow_type: str, start_time: float, t0: float) -> None:
@@ -209,7 +249,13 @@ class WorkflowUser(User):
         except BaseException as exc:
             error = error or failure_text(exc)
         elapsed_ms = (time.perf_counter() - t0) * 1000.0
-        self._bridge.to_hub(self._fire, name, start_time, elapsed_ms, error)
+        self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error)
+
+    def _completed(
+        self, name: str, start_time: float, elapsed_ms: float, error: str | None
+    ) -> None:
+        InFlight.count -= 1
+        self._fire(name, start_time, elapsed_ms, error)
 
 
 async def _terminate(handle: Any, reason: str) -> None:

@@ -1,0 +1,62 @@
+"""Shared fixtures: one embedded stack on free ports for the tests that need real servers."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from capacity.stack import supervisor
+from capacity.stack.supervisor import StackConfig, StackState
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = REPO_ROOT / "scenarios"
+
+
+@pytest.fixture(scope="session")
+def erp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
+    """The whole embedded stack (Temporal included) on free ports, shared by the session."""
+    config = StackConfig(
+        ports=supervisor.pick_free_ports(), state_dir=tmp_path_factory.mktemp("erp-stack")
+    )
+    state = supervisor.up(config, timeout_s=90)
+    try:
+        yield state
+    finally:
+        supervisor.down(config.state_dir)
+
+
+def retarget(text: str, state: StackState) -> str:
+    """Point a scenario's [targets] at a running stack's ports."""
+    p = state.ports
+    text = re.sub(
+        r'gateway = "[^"]*"', f'gateway = "http://127.0.0.1:{p["gateway"]}/graphql"', text
+    )
+    text = re.sub(
+        r'master_data = "[^"]*"', f'master_data = "http://127.0.0.1:{p["master-data"]}"', text
+    )
+    text = re.sub(r'workflow = "[^"]*"', f'workflow = "http://127.0.0.1:{p["workflow"]}"', text)
+    text = re.sub(
+        r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', text
+    )
+    text = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', text)
+    return text
+
+
+def write_scenario(
+    dest_dir: Path, source: str, state: StackState | None, *, replace: dict[str, str] | None = None
+) -> Path:
+    """Copy the scenarios folder into `dest_dir` and write `source` there with new targets."""
+    shutil.copytree(SCENARIOS, dest_dir, dirs_exist_ok=True)
+    text = (SCENARIOS / source).read_text(encoding="utf-8")
+    if state is not None:
+        text = retarget(text, state)
+    for old, new in (replace or {}).items():
+        assert old in text, f"{old!r} not in {source}"
+        text = text.replace(old, new)
+    path = dest_dir / source
+    path.write_text(text, encoding="utf-8")
+    return path
