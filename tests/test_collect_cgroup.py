@@ -12,7 +12,7 @@ from capacity.collect.cgroup import (
     CgroupReader,
     detect_version,
     find_container_files,
-    parse_keyed,
+    keyed_value,
     parse_limit,
     parse_proc_cgroup,
     working_set_bytes,
@@ -141,17 +141,20 @@ def test_emptied_cgroup_reads_as_gone(tmp_path: Path) -> None:
 
 
 def test_parsers() -> None:
-    assert parse_keyed("usage_usec 10\nthrottled_usec 3\nbogus\nx notanumber\n") == {
-        "usage_usec": 10,
-        "throttled_usec": 3,
-    }
+    assert keyed_value("usage_usec 10\nthrottled_usec x\n", "throttled_usec") is None
     assert parse_limit("max\n", 2) is None
     assert parse_limit("1048576\n", 2) == 1048576
     assert parse_limit("9223372036854771712\n", 1) is None
     assert parse_limit("1048576\n", 1) == 1048576
-    assert working_set_bytes(100, {"total_inactive_file": 30, "inactive_file": 5}, 1) == 70
-    assert working_set_bytes(100, {"inactive_file": 30}, 2) == 70
-    assert working_set_bytes(10, {"inactive_file": 30}, 2) == 0
+    assert working_set_bytes(100, 30) == 70
+    assert working_set_bytes(100, None) == 100
+    assert working_set_bytes(10, 30) == 0
+    stat = "inactive_file 5\ntotal_inactive_file 30\nx_inactive_file 9\nlast 7"
+    assert keyed_value(stat, "inactive_file") == 5
+    assert keyed_value(stat, "total_inactive_file") == 30
+    assert keyed_value(stat, "last") == 7
+    assert keyed_value(stat, "active_file") is None
+    assert keyed_value("total_inactive_file 30\n", "inactive_file") is None
     proc = parse_proc_cgroup(
         "9:name=systemd:/docker/abc\n4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n0::/x\n"
     )

@@ -69,16 +69,25 @@ def detect_version(root: Path = CGROUP_ROOT) -> int | None:
     return None
 
 
-def parse_keyed(text: str) -> dict[str, int]:
-    """Parse a flat keyed file (`memory.stat`, `cpu.stat`): one `key value` pair per line."""
-    values: dict[str, int] = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            continue
-    return values
+def keyed_value(text: str, key: str) -> int | None:
+    """One value of a flat keyed file, without parsing the other lines.
+
+    memory.stat has 30-40 lines and only two matter; parsing them all into a dict was most
+    of the cost of a sample.
+    """
+    start = 0
+    needle = key + " "
+    while True:
+        found = text.find(needle, start)
+        if found < 0:
+            return None
+        if found == 0 or text[found - 1] == "\n":
+            end = text.find("\n", found)
+            try:
+                return int(text[found + len(needle) : end if end >= 0 else None])
+            except ValueError:
+                return None
+        start = found + 1
 
 
 def parse_limit(text: str, version: int) -> int | None:
@@ -92,15 +101,20 @@ def parse_limit(text: str, version: int) -> int | None:
     return limit
 
 
-def working_set_bytes(usage_bytes: int, mem_stat: dict[str, int], version: int) -> int:
+def working_set_bytes(usage_bytes: int, inactive_file_bytes: int | None) -> int:
     """Usage minus inactive file cache, as the docker CLI and cAdvisor compute it.
 
     Page cache that the kernel would drop first is not memory the container needs; counting
     it would make every container that reads files look like it is running out of memory.
+    Under v1 the figure is `total_inactive_file` (the cgroup and its children), under v2
+    `inactive_file`.
     """
-    key = "total_inactive_file" if version == 1 else "inactive_file"
-    inactive = mem_stat.get(key, mem_stat.get("inactive_file", 0))
-    return max(0, usage_bytes - inactive)
+    return max(0, usage_bytes - (inactive_file_bytes or 0))
+
+
+def inactive_file_key(version: int) -> str:
+    """The memory.stat key that working_set_bytes subtracts."""
+    return "total_inactive_file" if version == 1 else "inactive_file"
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
@@ -241,32 +255,34 @@ class CgroupReader:
         """Read the counters now; raises CgroupGone once the cgroup has been removed."""
         files = self.files
         if files.version == 2:
-            cpu = parse_keyed(self._read(files.cpu_usage))
-            if "usage_usec" not in cpu:
+            cpu_stat = self._read(files.cpu_usage)
+            usage_us = keyed_value(cpu_stat, "usage_usec")
+            if usage_us is None:
                 raise CgroupGone(str(files.cpu_usage.parent))
-            cpu_usage_s = cpu["usage_usec"] / 1e6
-            throttled_us = cpu.get("throttled_usec")
+            cpu_usage_s = usage_us / 1e6
+            throttled_us = keyed_value(cpu_stat, "throttled_usec")
             throttled_s = throttled_us / 1e6 if throttled_us is not None else None
         else:
             usage_text = self._read(files.cpu_usage).strip()
             if not usage_text:
                 raise CgroupGone(str(files.cpu_usage.parent))
             cpu_usage_s = int(usage_text) / 1e9
-            throttled_ns = parse_keyed(self._read(files.cpu_stat)).get("throttled_time")
+            throttled_ns = keyed_value(self._read(files.cpu_stat), "throttled_time")
             throttled_s = throttled_ns / 1e9 if throttled_ns is not None else None
         usage_text = self._read(files.mem_usage).strip()
         if not usage_text:
             raise CgroupGone(str(files.mem_usage.parent))
-        mem_stat = parse_keyed(self._read(files.mem_stat))
+        mem_stat = self._read(files.mem_stat)
         limit = parse_limit(self._read(files.mem_limit), files.version)
         if files.version == 1:
-            hierarchical = mem_stat.get("hierarchical_memory_limit")
+            hierarchical = keyed_value(mem_stat, "hierarchical_memory_limit")
             if hierarchical is not None and hierarchical < _V1_UNLIMITED_BYTES:
                 limit = hierarchical if limit is None else min(limit, hierarchical)
+        inactive = keyed_value(mem_stat, inactive_file_key(files.version))
         return CgroupCounters(
             cpu_usage_s=cpu_usage_s,
             cpu_throttled_s=throttled_s,
-            mem_working_set_bytes=working_set_bytes(int(usage_text), mem_stat, files.version),
+            mem_working_set_bytes=working_set_bytes(int(usage_text), inactive),
             mem_limit_bytes=limit,
         )
 

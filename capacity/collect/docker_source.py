@@ -102,14 +102,15 @@ def counters_from_stats(stats: dict[str, Any]) -> StatsCounters | None:
     throttled_ns = (cpu.get("throttling_data") or {}).get("throttled_time")
     mem_stat = memory.get("stats") or {}
     usage = memory.get("usage")
-    version = 1 if "total_inactive_file" in mem_stat else 2
+    # The daemon reports the cgroup's own memory.stat keys: v1 has total_*, v2 does not.
+    inactive = mem_stat.get("total_inactive_file", mem_stat.get("inactive_file"))
     return StatsCounters(
         cpu_usage_s=(total_ns or 0) / 1e9,
         clock_s=clock_s,
         read_unix_s=parse_docker_time(stats.get("read")),
         cpu_throttled_s=throttled_ns / 1e9 if throttled_ns is not None else None,
         mem_working_set_bytes=(
-            working_set_bytes(int(usage), mem_stat, version) if usage is not None else None
+            working_set_bytes(int(usage), inactive) if usage is not None else None
         ),
         mem_limit_bytes=memory.get("limit"),
     )
