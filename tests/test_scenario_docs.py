@@ -1,0 +1,28 @@
+"""Every key the scenario loader reads is documented in scenarios/README.md (in code spans)."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import REPO_ROOT
+
+LOADER = REPO_ROOT / "capacity" / "scenario.py"
+DOCS = REPO_ROOT / "scenarios" / "README.md"
+
+
+def loader_keys() -> set[str]:
+    source = LOADER.read_text(encoding="utf-8")
+    pattern = r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"|_opt_positive\(\w+, "([a-z_0-9]+)"'
+    return {a or b for a, b in re.findall(pattern, source)}
+
+
+def test_loader_keys_are_found() -> None:
+    keys = loader_keys()
+    assert {"users", "allowed_hosts", "rule_sets", "p95_ms", "rate_per_s"} <= keys
+
+
+def test_every_key_is_documented() -> None:
+    docs = DOCS.read_text(encoding="utf-8")
+    code_spans = " ".join(re.findall(r"`[^`]+`", docs))
+    missing = sorted(k for k in loader_keys() if not re.search(rf"\b{k}\b", code_spans))
+    assert not missing, f"undocumented scenario keys: {missing}"
