@@ -91,7 +91,7 @@ class EmbeddedStack:
             ports=stack_ports(self.scenario),
             tuning={k: dict(v) for k, v in self.scenario.stack_tuning.items()},
         )
-        self.state = supervisor.up(config)
+        self.state = supervisor.up(config, progress=lambda line: self.say(f"  {line}"))
         self.started = True
         return self
 
