@@ -100,4 +100,4 @@ def test_host_totals() -> None:
     assert 0 <= second.cpu_cores <= psutil.cpu_count() * 1.05
     total_mb = psutil.virtual_memory().total / MB
     assert second.mem_limit_mb == pytest.approx(total_mb)
-    assert 0 < second.mem_mb < total_mb
+    assert second.mem_mb is not None and 0 < second.mem_mb < total_mb

@@ -3,7 +3,9 @@
 Containers are discovered through the Docker Engine API every few seconds; their figures are
 read from cgroup files when this machine sees the host's cgroup tree, else from the stats API
 in one-shot mode with our own deltas. A plain `stream=false` stats call waits for two daemon
-samples (1-2 s per container), so it is never used.
+samples (1-2 s per container), so it is never used; even a one-shot call waits for the
+daemon's next 1 s collection round, so all containers are asked at once, in threads, and the
+answers become rows at the next tick, stamped with the daemon's own read time.
 """
 
 from __future__ import annotations
@@ -182,8 +184,9 @@ class DockerSource:
         return ", ".join(parts) or "all containers"
 
     def describe(self) -> str:
-        via_cgroup = sum(1 for c in self._containers.values() if not c.via_api)
-        via_api = len(self._containers) - via_cgroup
+        via_cgroup = sum(1 for c in self._containers.values() if c.attached and not c.via_api)
+        via_api = sum(1 for c in self._containers.values() if c.via_api)
+        waiting = len(self._containers) - via_cgroup - via_api
         where = (
             f"cgroup v{self._cgroup_version} files under {self.cgroup_root}"
             if self._cgroup_version
@@ -192,6 +195,7 @@ class DockerSource:
         return (
             f"docker containers ({self.selection()}) on {self.host or 'docker host'}: "
             f"{via_cgroup} via {where}, {via_api} via the stats API"
+            + (f", {waiting} not running" if waiting else "")
         )
 
     def targets(self) -> dict[str, str]:
