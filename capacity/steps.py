@@ -12,7 +12,7 @@ import base64
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,25 @@ RESOURCE_COLUMNS = ("ts_unix_s", "source", "target", "cpu_cores", "mem_mb")
 # When a target is reported by several sources, the most specific one wins.
 SOURCE_PREFERENCE = ("container", "process")
 US_PER_MS = 1000.0
+
+
+class StepLike(Protocol):
+    """What the models read from a step (`capacity.steps.StepStats` satisfies it)."""
+
+    @property
+    def users(self) -> float: ...
+    @property
+    def throughput_rps(self) -> float: ...
+    @property
+    def p95_ms(self) -> float: ...
+    @property
+    def error_rate(self) -> float: ...
+    @property
+    def cpu_cores_mean(self) -> Mapping[str, float]: ...
+    @property
+    def mem_mb_mean(self) -> Mapping[str, float]: ...
+    @property
+    def mem_limit_mb(self) -> Mapping[str, float]: ...
 
 
 @dataclass(frozen=True)
