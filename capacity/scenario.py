@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
+import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -261,8 +262,12 @@ def _kinds_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; raise ConfigError naming file and key on any problem."""
+def load_scenario(path: str | Path, *, time_scale: float | None = None) -> Scenario:
+    """Read and validate a scenario file; raise ConfigError naming file and key on any problem.
+
+    `time_scale` (default: the CAPACITY_TIME_SCALE environment variable, else 1) multiplies
+    every duration, so a soak scenario can be smoke-checked in seconds.
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: scenario file not found")
@@ -292,6 +297,9 @@ def load_scenario(path: str | Path) -> Scenario:
     op_slos, svc_slos = _load_slos(root.sub("slos"))
     tuning = _load_tuning(root.sub("stack"))
     root.finish()
+    scale = time_scale if time_scale is not None else _env_time_scale()
+    if scale != 1.0:
+        load = scale_durations(load, scale)
     scenario = Scenario(
         name=name,
         path=file,
@@ -306,6 +314,33 @@ def load_scenario(path: str | Path) -> Scenario:
     )
     check_allowed_hosts(scenario)
     return scenario
+
+
+TIME_SCALE_ENV = "CAPACITY_TIME_SCALE"
+
+
+def _env_time_scale() -> float:
+    raw = os.environ.get(TIME_SCALE_ENV)
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {TIME_SCALE_ENV}: not a number: '{raw}'") from None
+    if not 0 < value <= 100:
+        raise ConfigError(f"environment variable {TIME_SCALE_ENV}: must be in (0, 100], got {raw}")
+    return value
+
+
+def scale_durations(load: LoadProfile, scale: float) -> LoadProfile:
+    """The same profile with every duration multiplied by `scale` (slices stay as they are)."""
+    return replace(
+        load,
+        duration_s=load.duration_s * scale,
+        warmup_s=load.warmup_s * scale,
+        stages=tuple(replace(st, duration_s=st.duration_s * scale) for st in load.stages),
+        arrival=tuple(replace(st, duration_s=st.duration_s * scale) for st in load.arrival),
+    )
 
 
 def _load_targets(sec: _Section | None) -> Targets:

@@ -60,3 +60,22 @@ def write_scenario(
     path = dest_dir / source
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def reset_tuning(state: StackState) -> None:
+    """Put every stand-in's knobs back to the stack's defaults (tests share one stack)."""
+    import json
+    import urllib.request
+
+    from capacity.stack.tuning import DEFAULT_TUNING
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for service, tuning in DEFAULT_TUNING.items():
+        req = urllib.request.Request(
+            f"{state.services[service].url}/admin/tuning",
+            data=json.dumps(tuning.as_dict(service)).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with opener.open(req, timeout=10):
+            pass

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
-from capacity.runner import DEFAULT_STATE_DIR, REPO_ROOT, RunOptions, run_scenario
+from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, ConfigError
+from capacity.runner import DEFAULT_STATE_DIR, REPO_ROOT, EmbeddedStack, RunOptions, run_scenario
+from capacity.scenario import TIME_SCALE_ENV, load_scenario
 
 DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "smoke.toml"
 VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
@@ -47,7 +51,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave an embedded stack this run started running afterwards",
     )
+    p.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run the scenario N times, one run folder each (for capacity check)",
+    )
+    p.add_argument(
+        "--interleave",
+        type=Path,
+        default=None,
+        metavar="SCENARIO",
+        help="with --repeat: alternate with runs of this scenario (e.g. a baseline build's "
+        "targets), A B A B ..., so drift hits both sides alike",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=None,
+        metavar="X",
+        help="multiply every duration of the scenario by X (e.g. 0.1 to try a soak quickly)",
+    )
     p.set_defaults(func=run)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be in (0, 100], got {value}")
+    return value
 
 
 def say(line: str) -> None:
@@ -55,8 +101,45 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.time_scale is not None:
+        os.environ[TIME_SCALE_ENV] = repr(args.time_scale)  # the Locust child reads it too
+    if args.interleave is not None and args.repeat < 2:
+        raise ConfigError("--interleave needs --repeat N with N >= 2")
+    plan = [args.scenario] * args.repeat
+    if args.interleave is not None:
+        plan = [p for _ in range(args.repeat) for p in (args.scenario, args.interleave)]
+    if len(plan) == 1:
+        return _one_run(args, args.scenario)
+    codes: list[int] = []
+    with _shared_stack(args, plan):
+        for i, scenario in enumerate(plan, start=1):
+            say(f"run {i} of {len(plan)}: {scenario}")
+            codes.append(_one_run(args, scenario))
+    return worst_exit(codes)
+
+
+def worst_exit(codes: list[int]) -> int:
+    """fail beats inconclusive beats pass."""
+    for code in (EXIT_FAIL, EXIT_INCONCLUSIVE):
+        if code in codes:
+            return code
+    return EXIT_PASS
+
+
+@contextlib.contextmanager
+def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[None]:
+    """Start the embedded stack once for repeated runs (each run then finds it running)."""
+    scenario = load_scenario(plan[0])
+    if not scenario.targets.embedded_stack or args.keep_stack:
+        yield
+        return
+    with EmbeddedStack(scenario, args.state_dir, say):
+        yield
+
+
+def _one_run(args: argparse.Namespace, scenario: Path) -> int:
     options = RunOptions(
-        scenario_path=args.scenario,
+        scenario_path=scenario,
         reports_root=args.reports,
         state_dir=args.state_dir,
         keep_stack=args.keep_stack,
@@ -69,5 +152,5 @@ def run(args: argparse.Namespace) -> int:
     for slo in summary.get("slos", []):
         if slo["passed"] is False:
             say(f"  FAIL {slo['target']} {slo['metric']}: {slo['value']} > {slo['limit']}")
-    print(result.run_dir / "report.html")
+    print(result.run_dir / "report.html", flush=True)
     return VERDICT_EXIT[summary["verdict"]]
