@@ -8,6 +8,7 @@ and prints progress. Analysis only reads the run folder, so `capacity report` ca
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -152,7 +153,8 @@ def locust_command(options: RunOptions, scenario: Scenario, run_dir: Path) -> li
         str(run_dir / runfolder.LOCUST_LOG),
     ]
     if not load.stages:
-        cmd += ["-u", str(load.users), "-r", str(load.spawn_rate), "-t", f"{load.duration_s:g}s"]
+        run_time_s = max(1, math.ceil(load.duration_s))  # Locust takes whole seconds
+        cmd += ["-u", str(load.users), "-r", str(load.spawn_rate), "-t", f"{run_time_s}s"]
     return cmd
 
 
@@ -217,6 +219,8 @@ def run_locust(
         lines = [ln for ln in tail.splitlines() if ln.startswith("capacity: error:")]
         if lines:
             raise CapacityError(lines[-1].removeprefix("capacity: error: "))
+        last = [ln for ln in tail.splitlines() if ln.strip()][-1:] or ["no output"]
+        raise CapacityError(f"Locust refused to start ({run_dir / 'locust.out'}): {last[0]}")
     return code
 
 
