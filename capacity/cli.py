@@ -18,14 +18,15 @@ from capacity.errors import EXIT_USAGE, CapacityError
 COMMAND_MODULES = ("run", "stack", "report", "collect", "check", "baseline")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with `only` just that subcommand's (its imports are heavy)."""
     parser = argparse.ArgumentParser(
         prog="capacity",
         description="Load testing and capacity planning for the Vextrus ERP stack.",
     )
     parser.add_argument("--version", action="version", version=f"capacity {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if only not in COMMAND_MODULES else (only,):
         try:
             module = importlib.import_module(f"capacity.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
