@@ -16,20 +16,38 @@ from capacity.stack.supervisor import StackState, pick_free_ports
 pytestmark = pytest.mark.stack
 
 SHORT = {"duration_s = 45": "duration_s = 14", "warmup_s = 5": "warmup_s = 3"}
-RUN_FILES = ("run.json", "slices.jsonl", "resources.csv", "summary.json", "report.html", "report.md")
+RUN_FILES = (
+    "run.json",
+    "slices.jsonl",
+    "resources.csv",
+    "summary.json",
+    "report.html",
+    "report.md",
+)
 
 
 def capacity(*args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "capacity", *args], capture_output=True,
-                          text=True, timeout=timeout_s, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "capacity", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=REPO_ROOT,
+    )
 
 
 @pytest.fixture(scope="module")
 def smoke_run(erp_stack: StackState, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("run")
     scenario = write_scenario(tmp / "s", "smoke.toml", erp_stack, replace=SHORT)
-    proc = capacity("run", str(scenario), "--reports", str(tmp / "reports"),
-                    "--state-dir", str(erp_stack.state_dir))
+    proc = capacity(
+        "run",
+        str(scenario),
+        "--reports",
+        str(tmp / "reports"),
+        "--state-dir",
+        str(erp_stack.state_dir),
+    )
     run_dirs = sorted((tmp / "reports").iterdir())
     return proc, run_dirs
 
@@ -45,8 +63,16 @@ def test_run_writes_a_complete_run_folder(smoke_run) -> None:
     expected = {"pass": 0, "fail": 1, "inconclusive": 3}[summary["verdict"]]
     assert proc.returncode == expected, proc.stderr
     assert "req/s" in proc.stderr  # progress lines while the load ran
-    for key in ("schema", "scenario", "started_at", "duration_s", "verdict", "operations",
-                "resources", "slos"):
+    for key in (
+        "schema",
+        "scenario",
+        "started_at",
+        "duration_s",
+        "verdict",
+        "operations",
+        "resources",
+        "slos",
+    ):
         assert key in summary
     assert summary["schema"] == 1 and summary["scenario"] == "smoke"
     ops = summary["operations"]
@@ -89,8 +115,12 @@ def test_report_remakes_the_same_summary(smoke_run) -> None:
 
 def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
     fake = type("S", (), {"ports": pick_free_ports()})()
-    scenario = write_scenario(tmp_path / "s", "smoke.toml", fake,  # type: ignore[arg-type]
-                              replace={"embedded_stack = true": "embedded_stack = false"})
+    scenario = write_scenario(
+        tmp_path / "s",
+        "smoke.toml",
+        fake,  # type: ignore[arg-type]
+        replace={"embedded_stack = true": "embedded_stack = false"},
+    )
     proc = capacity("run", str(scenario), "--reports", str(tmp_path / "reports"))
     assert proc.returncode == 2
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("capacity: error:")]

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "baseline",
         help="record reference results of runs; show a baseline file",
         description="Baseline files hold SLO ceilings and reference results for `capacity check`.",
-        epilog="examples:\n  capacity baseline save reports/2026*-smoke --out baselines/smoke.toml\n"
+        epilog="examples:\n"
+        "  capacity baseline save reports/2026*-smoke --out baselines/smoke.toml\n"
         "  capacity baseline show scenarios/baselines/development.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
