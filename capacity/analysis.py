@@ -2,7 +2,12 @@
 
 Steady-state statistics exclude the warm-up window; percentiles come from merged HDR
 histograms, never from averaged percentiles. A percentile backed by too few samples is not
-trusted: its SLO check is inconclusive rather than a confident pass or fail.
+trusted: its SLO check is inconclusive rather than a confident pass or fail. Run validity
+(load generator saturation, dropped arrivals, thin samples) lives in `capacity.validity`.
+
+In an open-model run each operation also has `*_intended_ms` percentiles, measured from each
+iteration's intended start; its latency SLOs are judged on those (`"basis": "intended"`),
+because the latency from the actual send hides the stalls the load generator waited out.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ import pandas as pd
 
 from capacity.recorder import decode_histogram, merge_histograms, new_histogram, percentile_ms
 from capacity.scenario import OperationSlo, ServiceSlo
+from capacity.validity import (
+    MIN_SAMPLES,
+    arrival_totals,
+    load_generator_cpu,
+    run_reasons,
+)
 
 SUMMARY_SCHEMA = 1
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
-# Fewest samples for a figure to be trusted: at least two samples beyond a percentile,
-# and enough requests that a 1% error-rate limit is not decided by one failure.
-MIN_SAMPLES = {"p50_ms": 5, "p95_ms": 40, "p99_ms": 200, "error_rate": 50}
-SATURATED_CORE_FRACTION = 0.9
-SATURATED_TIME_FRACTION = 0.1
+__all__ = ["MIN_SAMPLES", "summarize", "timeline", "check_slos", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ def operation_stats(
 ) -> dict[str, dict[str, Any]]:
     """Per-operation counts, rates and exact percentiles over the steady-state window."""
     hists: dict[str, list[Any]] = defaultdict(list)
+    intended: dict[str, list[Any]] = defaultdict(list)
     totals: dict[str, Counter[str]] = defaultdict(Counter)
     errors: dict[str, Counter[str]] = defaultdict(Counter)
     for record in slices:
@@ -77,6 +85,8 @@ def operation_stats(
             errors[name].update(op.get("errors", {}))
             if op.get("hist"):
                 hists[name].append(decode_histogram(op["hist"]))
+            if op.get("hist_intended"):
+                intended[name].append(decode_histogram(op["hist_intended"]))
     duration_s = window.steady_duration_s
     stats: dict[str, dict[str, Any]] = {}
     for name in sorted(totals):
@@ -95,11 +105,23 @@ def operation_stats(
             entry[key] = round(value, 3) if value is not None else None
         max_us = merged.get_max_value() if merged.get_total_count() else None
         entry["max_ms"] = round(max_us / 1000.0, 3) if max_us is not None else None
+        if intended[name]:
+            entry.update(_intended_stats(merge_histograms(intended[name])))
         entry["count_all"] = t["count_all"]
         entry["failures_all"] = t["failures_all"]
         entry["errors"] = dict(errors[name].most_common(5))
         stats[name] = entry
     return stats
+
+
+def _intended_stats(merged: Any) -> dict[str, Any]:
+    """Percentiles of the latency from the intended start (open model), `*_intended_ms`."""
+    out: dict[str, Any] = {"count_intended": int(merged.get_total_count())}
+    for key, pct in PERCENTILES.items():
+        value = percentile_ms(merged, pct)
+        out[key.replace("_ms", "_intended_ms")] = round(value, 3) if value is not None else None
+    out["max_intended_ms"] = round(merged.get_max_value() / 1000.0, 3)
+    return out
 
 
 def resource_stats(resources: pd.DataFrame | None, window: RunWindow) -> dict[str, dict[str, Any]]:
@@ -159,19 +181,24 @@ def check_slos(
             ):
                 if limit is None:
                     continue
-                value = op.get(metric)
+                intended_key = metric.replace("_ms", "_intended_ms")
+                basis = "intended" if op.get(intended_key) is not None else None
+                value = op.get(intended_key) if basis else op.get(metric)
                 enough = op.get("count", 0) >= MIN_SAMPLES[metric]
                 passed = None if value is None or not enough else bool(value <= limit)
-                results.append(_slo_entry("operation", name, metric, limit, value, passed))
-    for slo in service_slos:
-        matched = [s for s in resources if fnmatch.fnmatchcase(s, slo.pattern)]
+                entry = _slo_entry("operation", name, metric, limit, value, passed)
+                if basis:
+                    entry["basis"] = basis
+                results.append(entry)
+    for svc in service_slos:
+        matched = [s for s in resources if fnmatch.fnmatchcase(s, svc.pattern)]
         if not matched:
-            results.append(_slo_entry("service", slo.pattern, "samples", 1, 0, None))
+            results.append(_slo_entry("service", svc.pattern, "samples", 1, 0, None))
         for service in matched:
             res = resources[service]
             for metric, key, limit in (
-                ("cpu_cores", "cpu_cores_mean", slo.cpu_cores),
-                ("mem_mb", "mem_mb_max", slo.mem_mb),
+                ("cpu_cores", "cpu_cores_mean", svc.cpu_cores),
+                ("mem_mb", "mem_mb_max", svc.mem_mb),
             ):
                 if limit is None:
                     continue
@@ -196,21 +223,8 @@ def inconclusive_reasons(
     partial: bool,
     expected_operations: bool = True,
 ) -> list[str]:
-    reasons: list[str] = []
-    if partial:
-        reasons.append("the run did not finish (partial run folder)")
-    if expected_operations and not any(op.get("count") for op in operations.values()):
-        reasons.append("no requests were recorded in steady state")
-    for s in slos:
-        if s["passed"] is None:
-            if s["kind"] == "service" and s["metric"] == "samples":
-                reasons.append(f"no resource samples for service pattern '{s['target']}'")
-            elif s["value"] is None:
-                reasons.append(f"{s['target']}: no value for {s['metric']}")
-            else:
-                need = MIN_SAMPLES.get(s["metric"], 1)
-                reasons.append(f"{s['target']}: too few samples for {s['metric']} (need {need})")
-    return reasons
+    """Reasons from the run's own data only (see `capacity.validity.run_reasons`)."""
+    return run_reasons(operations, slos, partial=partial, expected_operations=expected_operations)
 
 
 def timeline(slices: Iterable[Mapping[str, Any]], bucket_s: float) -> pd.DataFrame:
@@ -262,7 +276,11 @@ def summarize(
     res = resource_stats(resources, window)
     slos = check_slos(operations, res, operation_slos, service_slos)
     partial = run_meta.get("status") != "complete"
-    reasons = inconclusive_reasons(operations, slos, partial=partial) + list(extra_reasons)
+    load_generators = load_generator_cpu(resources, window.load_start_s, window.end_s)
+    arrival = arrival_totals(s for s in slices if in_steady_state(s, window))
+    reasons = run_reasons(
+        operations, slos, partial=partial, load_generators=load_generators, arrival=arrival
+    ) + list(extra_reasons)
     return {
         "schema": SUMMARY_SCHEMA,
         "run_id": run_meta.get("run_id"),
@@ -277,4 +295,6 @@ def summarize(
         "operations": operations,
         "resources": res,
         "slos": slos,
+        "load_generators": load_generators,
+        "arrival": arrival,
     }

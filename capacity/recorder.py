@@ -5,6 +5,13 @@ Locust rounds response times to about two significant digits and keeps only cumu
 an HDR histogram with 3 significant digits, one per operation per slice; closed slices are
 handed to a sink (the run folder locally, the master in distributed mode) as plain dicts, so
 they merge exactly: adding histograms equals one histogram of all samples.
+
+In an open-model (arrival-rate) run a request's context carries its iteration's intended
+start (`INTENDED_START_KEY`, Unix seconds); such a request is also recorded into a second
+histogram, `hist_intended`, of the latency from the intended start to the response (corrected
+for coordinated omission: a stalled load generator cannot hide the queueing it caused).
+Extra per-slice fields (the arrival executor's counters) come from providers registered with
+`add_slice_field`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped, and counted 
 SIGNIFICANT_DIGITS = 3
 SLICE_SCHEMA = 1
 MAX_ERROR_KEYS = 20
+INTENDED_START_KEY = "intended_start_s"
+RESERVED_FIELDS = frozenset({"schema", "t_start_s", "t_end_s", "worker", "users", "ops"})
 
 
 def new_histogram() -> HdrHistogram:
@@ -60,6 +69,7 @@ class _OpSlice:
     failures: int = 0
     partial: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    hist_intended: HdrHistogram | None = None
 
 
 def error_key(exception: BaseException | str) -> str:
@@ -92,7 +102,17 @@ class SliceRecorder:
         self._clock = clock
         self._ops: dict[str, _OpSlice] = {}
         self._slice_start_s = clock()
+        self._fields: dict[str, Callable[[], Any]] = {}
         self.total_requests = 0
+
+    def add_slice_field(self, key: str, provider: Callable[[], Any]) -> None:
+        """Add `key: provider()` to every slice record closed from now on (None: left out)."""
+        if key in RESERVED_FIELDS:
+            raise ValueError(f"slice field '{key}' is reserved")
+        self._fields[key] = provider
+
+    def remove_slice_field(self, key: str) -> None:
+        self._fields.pop(key, None)
 
     def on_request(
         self,
@@ -100,13 +120,14 @@ class SliceRecorder:
         response_time: float | None,
         exception: BaseException | str | None = None,
         context: Mapping[str, Any] | None = None,
+        start_time: float | None = None,
         **_: Any,
     ) -> None:
         op = self._ops.get(name)
         if op is None:
             op = self._ops[name] = _OpSlice()
-        latency_us = int((response_time or 0.0) * 1000.0 + 0.5)
-        op.hist.record_value(min(max(latency_us, LOWEST_US), HIGHEST_US))
+        latency_us = min(max(int((response_time or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
+        op.hist.record_value(latency_us)
         op.count += 1
         self.total_requests += 1
         if exception is not None:
@@ -115,30 +136,53 @@ class SliceRecorder:
                 op.errors[error_key(exception)] += 1
             else:
                 op.errors["other"] += 1
-        if context and context.get("partial"):
-            op.partial += 1
+        if context:
+            if context.get("partial"):
+                op.partial += 1
+            intended_s = context.get(INTENDED_START_KEY)
+            if intended_s is not None:
+                self._record_intended(op, latency_us, float(intended_s), start_time)
+
+    def _record_intended(
+        self, op: _OpSlice, latency_us: int, intended_s: float, start_time: float | None
+    ) -> None:
+        """Latency from the intended start: the actual latency plus how late the send was."""
+        if start_time is None:  # a driver that does not report its send time: derive it
+            start_time = self._clock() - latency_us / 1e6
+        late_us = max(0, int((start_time - intended_s) * 1e6 + 0.5))
+        if op.hist_intended is None:
+            op.hist_intended = new_histogram()
+        op.hist_intended.record_value(min(latency_us + late_us, HIGHEST_US))
 
     def close_slice(self) -> dict[str, Any] | None:
         """Close the current slice, hand it to the sink and return it (None when empty)."""
         now = self._clock()
         ops, self._ops = self._ops, {}
         start, self._slice_start_s = self._slice_start_s, now
-        record = {
+        record: dict[str, Any] = {
             "schema": SLICE_SCHEMA,
             "t_start_s": round(start, 3),
             "t_end_s": round(now, 3),
             "worker": self._worker,
             "users": self._users(),
-            "ops": {
-                name: {
-                    "count": op.count,
-                    "failures": op.failures,
-                    "partial": op.partial,
-                    "hist": encode_histogram(op.hist),
-                    "errors": dict(op.errors),
-                }
-                for name, op in ops.items()
-            },
+            "ops": {name: _op_record(op) for name, op in ops.items()},
         }
+        for key, provider in self._fields.items():
+            value = provider()
+            if value is not None:
+                record[key] = value
         self._sink(record)
         return record
+
+
+def _op_record(op: _OpSlice) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "count": op.count,
+        "failures": op.failures,
+        "partial": op.partial,
+        "hist": encode_histogram(op.hist),
+        "errors": dict(op.errors),
+    }
+    if op.hist_intended is not None:
+        out["hist_intended"] = encode_histogram(op.hist_intended)
+    return out

@@ -1,4 +1,9 @@
-"""Build Locust user classes and the load shape from a scenario."""
+"""Build Locust user classes and the load shape from a scenario.
+
+An arrival-rate scenario (`[[load.arrival]]`) gets the same user classes wrapped by
+`capacity.drivers.arrival`: one executor per process schedules the iterations and the users
+form a pool of `load.max_users` (health users keep their own fixed count and rate).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from capacity.drivers.health import make_health_user
 from capacity.drivers.rules import make_rules_user
 from capacity.drivers.variables import PoolCursor
 from capacity.preflight import auth_headers
-from capacity.scenario import USER_KINDS, Scenario, Stage
+from capacity.scenario import USER_KINDS, ArrivalStage, Scenario, Stage
 
 CLASS_NAMES = {
     "graphql": "GraphQLUser",
@@ -45,11 +50,39 @@ def build_user_classes(scenario: Scenario, kinds: Iterable[str] = USER_KINDS) ->
             )
         elif kind == "health":
             classes[name] = make_health_user(spec, targets.health_urls(), name)
+    if scenario.load.arrival:
+        return _arrival_classes(scenario, classes)
     return classes
 
 
+def _arrival_classes(scenario: Scenario, classes: dict[str, type]) -> dict[str, type]:
+    """Wrap the pool classes (all but health) to take iterations from one arrival executor."""
+    from capacity.drivers.arrival import ArrivalExecutor, make_arrival_user
+
+    pool = {
+        name: cls
+        for name, cls in classes.items()
+        if name != CLASS_NAMES["health"] and getattr(cls, "weight", 1) > 0
+    }
+    if not pool:
+        return classes
+    executor = ArrivalExecutor(
+        scenario.load.arrival, {name: int(getattr(cls, "weight", 1)) for name, cls in pool.items()}
+    )
+    return {
+        name: make_arrival_user(cls, executor, name) if name in pool else cls
+        for name, cls in classes.items()
+    }
+
+
 def build_shape(scenario: Scenario) -> type[LoadTestShape] | None:
-    """A LoadTestShape for staged profiles; None when -u/-r/-t describe the load."""
+    """A LoadTestShape for staged or arrival-rate profiles; None when -u/-r/-t describe the load."""
+    if scenario.load.arrival:
+        return type(
+            "ScenarioShape",
+            (ArrivalPoolShape,),
+            {"arrival": scenario.load.arrival, "max_users": scenario.load.max_users},
+        )
     if not scenario.load.stages:
         return None
     return type("ScenarioShape", (StagesShape,), {"stages": scenario.load.stages})
@@ -69,3 +102,23 @@ class StagesShape(LoadTestShape):
             if run_time < elapsed:
                 return stage.users, stage.spawn_rate
         return None
+
+
+class ArrivalPoolShape(LoadTestShape):
+    """Holds the arrival-rate user pool (plus fixed-count users) for the profile's duration.
+
+    The pool is started within about a second; the executor, not the user count, sets the load.
+    """
+
+    abstract = True
+    arrival: tuple[ArrivalStage, ...] = ()
+    max_users: int = 0
+
+    def tick(self) -> tuple[int, float] | None:
+        if self.get_run_time() >= sum(s.duration_s for s in self.arrival):
+            return None
+        runner = getattr(self, "runner", None)
+        classes = getattr(runner, "user_classes", None) or ()
+        fixed = sum(int(getattr(c, "fixed_count", 0) or 0) for c in classes)
+        users = self.max_users + fixed
+        return users, float(max(1, users))
