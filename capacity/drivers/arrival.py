@@ -310,17 +310,18 @@ def make_arrival_user(base: type, executor: ArrivalExecutor, class_name: str) ->
             return ctx
         return {**ctx, INTENDED_START_KEY: intended_s}
 
-    return type(
+    cls: Any = type(
         base.__name__,
         (base,),
         {
-            "tasks": [iteration],
             "wait_time": constant(0),
             "context": context,
             "arrival_executor": executor,
             "abstract": False,
         },
     )
+    cls.tasks = [iteration]  # after creation: Locust's metaclass would add the base's tasks
+    return cls
 
 
 def _worker_index(environment: Any) -> int | None:
