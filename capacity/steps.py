@@ -286,6 +286,27 @@ def merge_histograms(histograms: Iterable[HdrHistogram]) -> HdrHistogram | None:
     return merged
 
 
+def _median_equivalent(hist: HdrHistogram, value: int) -> int:
+    low = hist.get_lowest_equivalent_value(value)
+    return int(low + ((hist.get_highest_equivalent_value(value) - low + 1) >> 1))
+
+
+def mean_value_us(hist: HdrHistogram) -> float:
+    """The histogram's mean, as `get_mean_value` computes it, over non-empty buckets only.
+
+    hdrh's own iterator visits every bucket in Python (~0.4 s per merged step histogram);
+    reading the counts array with numpy and converting only occupied indices is ~100x faster.
+    """
+    total = hist.get_total_count()
+    if total == 0:
+        return math.nan
+    filled = min(hist.counts_len, hist.encoder.payload.counts_len)
+    counts = np.ctypeslib.as_array(hist.counts)[:filled]
+    occupied = np.flatnonzero(counts)
+    values = [_median_equivalent(hist, hist.get_value_from_index(int(i))) for i in occupied]
+    return float(np.dot(counts[occupied].astype(float), np.asarray(values, dtype=float)) / total)
+
+
 def latency_percentiles_ms(histograms: Iterable[HdrHistogram]) -> LatencyPercentiles:
     """P50/P95/P99, mean and max in ms of histograms recorded in microseconds, merged."""
     merged = merge_histograms(histograms)
@@ -298,7 +319,7 @@ def latency_percentiles_ms(histograms: Iterable[HdrHistogram]) -> LatencyPercent
         p50_ms=values[50.0] / US_PER_MS,
         p95_ms=values[95.0] / US_PER_MS,
         p99_ms=values[99.0] / US_PER_MS,
-        mean_ms=merged.get_mean_value() / US_PER_MS,
+        mean_ms=mean_value_us(merged) / US_PER_MS,
         max_ms=merged.get_max_value() / US_PER_MS,
     )
 

@@ -12,13 +12,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-FIGSIZE = (9.0, 3.6)
+FIGSIZE = (9.0, 3.8)
+plt.rcParams.update(
+    {
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.titlesize": 11,
+        "axes.titleweight": "bold",
+        "axes.titlelocation": "left",
+        "font.size": 9,
+        "legend.frameon": False,
+    }
+)
 
 
-def _to_data_uri(fig: Any) -> str:
+def to_data_uri(fig: Any) -> str:
+    """The figure as a PNG data URI (closed afterwards): the report stays one offline file."""
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -37,13 +51,15 @@ def latency_chart(timeline: pd.DataFrame, t0_s: float, warmup_end_s: float | Non
     if warmup_end_s is not None and warmup_end_s > t0_s:
         ax.axvspan(0, warmup_end_s - t0_s, color="grey", alpha=0.15, label="warm-up")
     users = ax.twinx()
+    users.grid(False)
+    users.spines["right"].set_visible(True)
     users.step(t, timeline["users"], where="post", color="black", alpha=0.4, label="users")
     users.set_ylabel("users")
     lines, labels = ax.get_legend_handles_labels()
     l2, lab2 = users.get_legend_handles_labels()
     ax.legend(lines + l2, labels + lab2, loc="upper left", fontsize=8)
     ax.set_title("Latency percentiles (exact, all operations) and users")
-    return _to_data_uri(fig)
+    return to_data_uri(fig)
 
 
 def throughput_chart(timeline: pd.DataFrame, t0_s: float) -> str | None:
@@ -58,7 +74,7 @@ def throughput_chart(timeline: pd.DataFrame, t0_s: float) -> str | None:
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Throughput and failures")
-    return _to_data_uri(fig)
+    return to_data_uri(fig)
 
 
 def resource_chart(resources: pd.DataFrame, t0_s: float, column: str, label: str) -> str | None:
@@ -77,4 +93,4 @@ def resource_chart(resources: pd.DataFrame, t0_s: float, column: str, label: str
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8, ncol=3)
     ax.set_title(f"{label} per service")
-    return _to_data_uri(fig)
+    return to_data_uri(fig)

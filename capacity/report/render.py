@@ -7,51 +7,19 @@ from typing import Any
 
 import jinja2
 
+from capacity.report import views
+from capacity.report.compare import RESOURCE_METRICS
+from capacity.report.views import fmt, headline
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("capacity.report", "templates"),
     autoescape=jinja2.select_autoescape(["html", "j2"]),
     trim_blocks=True,
     lstrip_blocks=True,
 )
+COMPARE_OPERATION_METRICS = ("rps", "p95_ms", "error_rate")
 
-
-def fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value)
-
-
-def headline(summary: Mapping[str, Any]) -> str:
-    """The answer in one sentence."""
-    slos = summary.get("slos", [])
-    failed = [s for s in slos if s["passed"] is False]
-    total_rps = sum((op.get("rps") or 0.0) for op in summary.get("operations", {}).values())
-    verdict = summary.get("verdict", "inconclusive")
-    if verdict == "pass":
-        return (
-            f"PASS: all {len(slos)} SLOs held at {total_rps:.0f} req/s "
-            f"across {len(summary.get('operations', {}))} operations."
-        )
-    if verdict == "fail":
-        first = failed[0]
-        return (
-            f"FAIL: {len(failed)} of {len(slos)} SLOs failed; first: {first['target']} "
-            f"{first['metric']} {fmt(first['value'])} > {fmt(first['limit'])}."
-        )
-    reasons = summary.get("reasons") or ["see below"]
-    return f"INCONCLUSIVE: {reasons[0]}."
+ChartSections = Mapping[str, Sequence[tuple[str, str]]]
 
 
 def error_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:
@@ -62,11 +30,161 @@ def error_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(rows, key=lambda r: -r[2])[:30]
 
 
-def render_html(summary: Mapping[str, Any], charts: Sequence[tuple[str, str]]) -> str:
+def render_html(summary: Mapping[str, Any], charts: ChartSections) -> str:
+    """The report page; `charts` maps a section ("capacity", "time", "compare") to charts."""
+    cap = summary.get("capacity")
+    comparison = summary.get("comparison")
     template = _ENV.get_template("report.html.j2")
     return template.render(
-        s=summary, charts=charts, headline=headline(summary), fmt=fmt, errors=error_rows(summary)
+        s=summary,
+        cap=cap,
+        charts=charts,
+        headline=headline(summary),
+        verdict_sentence=views.verdict_sentence(summary),
+        fmt=fmt,
+        errors=error_rows(summary),
+        tiles=views.key_figures(cap) if cap else [],
+        usl_rows=views.usl_rows(cap["usl"]) if cap and cap["usl"].get("ok") else [],
+        step_rows=views.step_rows(cap) if cap else [],
+        service_rows=views.service_rows(cap) if cap else [],
+        projection_rows=views.projection_rows(cap) if cap else [],
+        model_warnings=views.model_warnings(cap) if cap else [],
+        comparison=comparison,
+        compare_ops=views.comparison_rows(comparison, "operations", COMPARE_OPERATION_METRICS)
+        if comparison
+        else [],
+        compare_ops_metrics=COMPARE_OPERATION_METRICS,
+        compare_res=views.comparison_rows(comparison, "resources", RESOURCE_METRICS)
+        if comparison
+        else [],
+        compare_res_metrics=RESOURCE_METRICS,
+        fmt_pct=views.fmt_pct,
     )
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str = "") -> list[str]:
+    aligns = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in aligns) + "|"
+    out = ["| " + " | ".join(header) + " |", rule]
+    out += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def _capacity_markdown(cap: Mapping[str, Any]) -> list[str]:
+    lines = ["## Capacity", ""]
+    lines += [f"- **{label}**: {value} ({note})" for label, value, note in views.key_figures(cap)]
+    lines.append("")
+    usl = cap.get("usl") or {}
+    if usl.get("ok"):
+        lines += ["### Scalability model (USL)", ""]
+        lines += _table(
+            ("parameter", "value", "95% interval", "meaning"), views.usl_rows(usl), "lrrl"
+        )
+    warnings = views.model_warnings(cap)
+    if warnings:
+        lines += ["### Caveats", ""] + [f"- {w}" for w in warnings] + [""]
+    lines += ["### Steps", ""]
+    lines += _table(
+        ("users", "steady s", "req/s", "P50 ms", "P95 ms", "P99 ms", "errors", "Little's law"),
+        [
+            (
+                r["users"],
+                r["duration_s"],
+                r["rps"],
+                r["p50_ms"],
+                r["p95_ms"],
+                r["p99_ms"],
+                r["error_pct"],
+                f"{r['littles']} ({r['littles_ratio']})",
+            )
+            for r in views.step_rows(cap)
+        ],
+    )
+    lines += ["### Demand per service", ""]
+    lines += _table(
+        (
+            "service",
+            "CPU ms/request",
+            "base cores",
+            "cores at top step",
+            "base MB",
+            "MB/user",
+            "MB at top step",
+        ),
+        [
+            (
+                ("**" + r["service"] + "** (bottleneck)") if r["bottleneck"] else r["service"],
+                r["cpu_ms_per_request"],
+                r["cpu_cores_base"],
+                r["cpu_cores_top"],
+                r["mem_mb_base"],
+                r["mem_mb_per_user"],
+                r["mem_mb_top"],
+            )
+            for r in views.service_rows(cap)
+        ],
+    )
+    proj = cap.get("projection")
+    if proj:
+        lines += [
+            f"### Projection for {fmt(proj['target_rps'])} req/s "
+            f"(~{fmt(proj['target_users'])} users, {proj['headroom']:.0%} headroom)",
+            "",
+        ]
+        lines += _table(
+            (
+                "service",
+                "replicas",
+                "limited by",
+                "cores demand",
+                "cores with headroom",
+                "MB demand",
+                "MB with headroom",
+            ),
+            [
+                (
+                    r["service"],
+                    r["replicas"],
+                    r["limited_by"],
+                    r["cpu_cores_demand"],
+                    r["cpu_cores_needed"],
+                    r["mem_mb_demand"],
+                    r["mem_mb_needed"],
+                )
+                for r in views.projection_rows(cap)
+            ],
+            "lrlrrrr",
+        )
+    return lines
+
+
+def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
+    lines = [
+        f"## Comparison with {comparison.get('other_run')}",
+        "",
+        "Change is this run against the other; for req/s higher is better, else lower.",
+        "",
+    ]
+    for title, section, metrics in (
+        ("Operations", "operations", COMPARE_OPERATION_METRICS),
+        ("Resources", "resources", RESOURCE_METRICS),
+    ):
+        header = ["name"] + [f"{m} (this / other / change)" for m in metrics]
+        rows = [
+            [r["name"]] + [f"{a} / {b} / {c}" for a, b, c, _ in r["cells"]]
+            for r in views.comparison_rows(comparison, section, metrics)
+        ]
+        lines += [f"### {title}", ""] + _table(header, rows)
+    if comparison.get("capacity"):
+        lines += ["### Capacity", ""]
+        lines += _table(
+            ("figure", "this", "other", "change"),
+            [
+                (k, fmt(v["this"]), fmt(v["other"]), views.fmt_pct(v["change_pct"], signed=True))
+                for k, v in comparison["capacity"].items()
+            ],
+        )
+    return lines
 
 
 def render_markdown(summary: Mapping[str, Any]) -> str:
@@ -79,48 +197,64 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         f"**{headline(summary)}**",
         "",
     ]
+    if summary.get("capacity"):
+        lines += [views.verdict_sentence(summary), ""]
     for reason in summary.get("reasons", []):
         lines.append(f"- {reason}")
     if summary.get("reasons"):
         lines.append("")
-    lines += [
-        "## SLOs",
-        "",
-        "| target | metric | limit | measured | result |",
-        "|---|---|---:|---:|---|",
-    ]
-    for s in summary.get("slos", []):
-        result = {True: "pass", False: "**FAIL**"}.get(s["passed"], "inconclusive")
-        lines.append(
-            f"| {s['target']} | {s['metric']} | {fmt(s['limit'])} | {fmt(s['value'])} | {result} |"
-        )
-    lines += [
-        "",
-        "## Operations (steady state)",
-        "",
-        "| operation | count | failures | req/s | p50 ms | p95 ms | p99 ms | max ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, op in summary.get("operations", {}).items():
-        lines.append(
-            f"| {name} | {op['count']} | {op['failures']} | {fmt(op.get('rps'))} | "
-            f"{fmt(op.get('p50_ms'))} | {fmt(op.get('p95_ms'))} | {fmt(op.get('p99_ms'))} | "
-            f"{fmt(op.get('max_ms'))} |"
-        )
-    lines += [
-        "",
-        "## Resources (steady state)",
-        "",
-        "| service | CPU cores mean | CPU cores max | memory MB mean | memory MB max |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, r in summary.get("resources", {}).items():
-        lines.append(
-            f"| {name} | {fmt(r.get('cpu_cores_mean'))} | {fmt(r.get('cpu_cores_max'))} | "
-            f"{fmt(r.get('mem_mb_mean'))} | {fmt(r.get('mem_mb_max'))} |"
-        )
+    if summary.get("capacity"):
+        lines += _capacity_markdown(summary["capacity"])
+    lines += ["## SLOs", ""]
+    lines += _table(
+        ("target", "metric", "limit", "measured", "result"),
+        [
+            (
+                s["target"],
+                s["metric"],
+                fmt(s["limit"]),
+                fmt(s["value"]),
+                {True: "pass", False: "**FAIL**"}.get(s["passed"], "inconclusive"),
+            )
+            for s in summary.get("slos", [])
+        ],
+        "llrrl",
+    )
+    lines += ["## Operations (steady state)", ""]
+    lines += _table(
+        ("operation", "count", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"),
+        [
+            (
+                name,
+                op["count"],
+                op["failures"],
+                fmt(op.get("rps")),
+                fmt(op.get("p50_ms")),
+                fmt(op.get("p95_ms")),
+                fmt(op.get("p99_ms")),
+                fmt(op.get("max_ms")),
+            )
+            for name, op in summary.get("operations", {}).items()
+        ],
+    )
+    lines += ["## Resources (steady state)", ""]
+    lines += _table(
+        ("service", "CPU cores mean", "CPU cores max", "memory MB mean", "memory MB max"),
+        [
+            (
+                name,
+                fmt(r.get("cpu_cores_mean")),
+                fmt(r.get("cpu_cores_max")),
+                fmt(r.get("mem_mb_mean")),
+                fmt(r.get("mem_mb_max")),
+            )
+            for name, r in summary.get("resources", {}).items()
+        ],
+    )
     errors = error_rows(summary)
     if errors:
-        lines += ["", "## Failures", "", "| operation | error | count |", "|---|---|---:|"]
-        lines += [f"| {op} | {msg.replace('|', '/')} | {n} |" for op, msg, n in errors]
-    return "\n".join(lines) + "\n"
+        lines += ["## Failures", ""]
+        lines += _table(("operation", "error", "count"), errors, "llr")
+    if summary.get("comparison"):
+        lines += _comparison_markdown(summary["comparison"])
+    return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,0 +1,246 @@
+"""Rows and figures of a summary as the reports show them, shared by HTML and Markdown.
+
+Pure functions over the summary document (summary.json), so both reports say the same thing
+in the same words; the template and the Markdown writer only lay them out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+def fmt(value: Any) -> str:
+    """A figure for a table cell: 3 significant digits below 100, thousands separators above."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "∞" if value > 0 else "–"
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        if abs(value) >= 1:
+            return f"{value:.2f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def fmt_pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.1f}%" if signed else f"{value:.1f}%"
+
+
+def verdict_sentence(summary: Mapping[str, Any]) -> str:
+    """The SLO verdict in one sentence."""
+    slos = summary.get("slos", [])
+    failed = [s for s in slos if s["passed"] is False]
+    total_rps = sum((op.get("rps") or 0.0) for op in summary.get("operations", {}).values())
+    verdict = summary.get("verdict", "inconclusive")
+    if verdict == "pass":
+        return (
+            f"PASS: all {len(slos)} SLOs held at {total_rps:.0f} req/s "
+            f"across {len(summary.get('operations', {}))} operations."
+        )
+    if verdict == "fail":
+        first = failed[0]
+        return (
+            f"FAIL: {len(failed)} of {len(slos)} SLOs failed; first: {first['target']} "
+            f"{first['metric']} {fmt(first['value'])} > {fmt(first['limit'])}."
+        )
+    reasons = summary.get("reasons") or ["see below"]
+    return f"INCONCLUSIVE: {reasons[0]}."
+
+
+def headline(summary: Mapping[str, Any]) -> str:
+    """The answer in one sentence: the capacity finding for a sweep, else the verdict."""
+    cap = summary.get("capacity")
+    return str(cap["headline"]) if cap else verdict_sentence(summary)
+
+
+def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(label, value, note) tiles at the top of a sweep's report."""
+    steps = cap.get("steps") or []
+    usl = cap.get("usl") or {}
+    tiles: list[tuple[str, str, str]] = []
+    slo_cap = cap.get("slo_capacity")
+    slo = cap.get("slo")
+    if slo_cap and slo:
+        prefix = "≥ " if slo_cap.get("lower_bound") else "~"
+        tiles.append(
+            (
+                f"SLO capacity (P95 < {fmt(slo['p95_limit_ms'])} ms)",
+                f"{prefix}{fmt(slo_cap.get('max_users'))} users",
+                f"{fmt(slo_cap.get('max_rps'))} req/s",
+            )
+        )
+    measured = [s for s in steps if s.get("throughput_rps") is not None]
+    if measured:
+        top = max(measured, key=lambda s: s["throughput_rps"])
+        tiles.append(
+            (
+                "Highest throughput measured",
+                f"{fmt(top['throughput_rps'])} req/s",
+                f"at {fmt(top['users'])} users",
+            )
+        )
+    if usl.get("ok"):
+        peak = usl.get("peak_concurrency")
+        note = f"peak at {fmt(peak)} users" if peak is not None else "asymptote: no peak measured"
+        if not usl.get("reached_curvature"):
+            note += " (extrapolated)"
+        tiles.append(
+            ("Predicted saturation (USL)", f"{fmt(usl.get('max_throughput_rps'))} req/s", note)
+        )
+    else:
+        tiles.append(("Scalability model", "not fitted", str(usl.get("reason") or "")))
+    knee = cap.get("throughput_knee") or {}
+    if knee.get("found"):
+        tiles.append(("Knee", f"{fmt(knee.get('users'))} users", f"{fmt(knee.get('value'))} req/s"))
+    b = cap.get("bottleneck") or {}
+    if b.get("service"):
+        resource = "CPU" if b.get("resource") == "cpu" else str(b.get("resource"))
+        tiles.append(
+            (
+                "First bottleneck",
+                f"{b['service']} {resource}",
+                f"saturates at ~{fmt(b.get('users_at_saturation'))} users",
+            )
+        )
+    return tiles
+
+
+def usl_rows(usl: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(parameter, value, 95% interval, meaning) of a fitted USL."""
+
+    def ci(key: str) -> str:
+        low, high = usl.get(key) or (None, None)
+        return f"{fmt(low)} – {fmt(high)}"
+
+    return [
+        ("σ (contention)", fmt(usl.get("sigma")), ci("sigma_ci"), "share of work that serialises"),
+        (
+            "κ (coherency)",
+            fmt(usl.get("kappa")),
+            ci("kappa_ci"),
+            "cross-talk cost; > 0 means throughput falls past the peak",
+        ),
+        (
+            "λ (req/s per user)",
+            fmt(usl.get("lambda_rps")),
+            ci("lambda_ci"),
+            "throughput of one user alone",
+        ),
+        ("peak concurrency", fmt(usl.get("peak_concurrency")), "", "users at maximum throughput"),
+        ("max throughput", fmt(usl.get("max_throughput_rps")), "", "req/s at the peak"),
+        ("R²", fmt(usl.get("r2")), "", f"{usl.get('n_points')} steps"),
+    ]
+
+
+def step_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per step: load, latency, errors and the Little's law check."""
+    rows = []
+    for s in sorted(cap.get("steps") or [], key=lambda s: s["users"]):
+        ok = s.get("littles_law_ok")
+        rows.append(
+            {
+                "users": fmt(s["users"]),
+                "duration_s": fmt(s.get("duration_s")),
+                "requests": s.get("requests"),
+                "rps": fmt(s.get("throughput_rps")),
+                "p50_ms": fmt(s.get("p50_ms")),
+                "p95_ms": fmt(s.get("p95_ms")),
+                "p99_ms": fmt(s.get("p99_ms")),
+                "error_pct": fmt_pct(
+                    None if s.get("error_rate") is None else 100.0 * s["error_rate"]
+                ),
+                "littles_ratio": fmt(s.get("littles_law_ratio")),
+                "littles": {True: "ok", False: "INCONSISTENT"}.get(ok, "–"),
+                "littles_class": {True: "ok", False: "bad"}.get(ok, "unk"),
+            }
+        )
+    return rows
+
+
+def service_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per service: fitted demand lines and what the top step used."""
+    steps = sorted(cap.get("steps") or [], key=lambda s: s["users"])
+    top = steps[-1] if steps else {}
+    bottleneck = (cap.get("bottleneck") or {}).get("service")
+    rows = []
+    demand = (cap.get("demand") or {}).get("services") or {}
+    for name, d in sorted(demand.items()):
+        per_request = d.get("cpu_s_per_request")
+        rows.append(
+            {
+                "service": name,
+                "bottleneck": name == bottleneck,
+                "cpu_ms_per_request": fmt(None if per_request is None else per_request * 1000),
+                "cpu_cores_base": fmt(d.get("cpu_cores_base")),
+                "cpu_cores_top": fmt((top.get("cpu_cores_mean") or {}).get(name)),
+                "mem_mb_base": fmt(d.get("mem_mb_base")),
+                "mem_mb_per_user": fmt(d.get("mem_mb_per_user")),
+                "mem_mb_top": fmt((top.get("mem_mb_mean") or {}).get(name)),
+            }
+        )
+    return rows
+
+
+def projection_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
+    proj = cap.get("projection") or {}
+    rows = []
+    for name, p in sorted((proj.get("services") or {}).items()):
+        rows.append(
+            {
+                "service": name,
+                "replicas": p.get("replicas"),
+                "limited_by": p.get("limited_by"),
+                "cpu_cores_demand": fmt(p.get("cpu_cores_demand")),
+                "cpu_cores_needed": fmt(p.get("cpu_cores_needed")),
+                "mem_mb_demand": fmt(p.get("mem_mb_demand")),
+                "mem_mb_needed": fmt(p.get("mem_mb_needed")),
+            }
+        )
+    return rows
+
+
+def model_warnings(cap: Mapping[str, Any]) -> list[str]:
+    """Every caveat about the models, without repeats, in the order they matter."""
+    out: list[str] = []
+    usl = cap.get("usl") or {}
+    if not usl.get("ok") and usl.get("reason"):
+        out.append(f"No scalability fit: {usl['reason']}.")
+    out += list(usl.get("warnings") or [])
+    out += list(cap.get("warnings") or [])
+    out += list((cap.get("projection") or {}).get("warnings") or [])
+    return list(dict.fromkeys(out))
+
+
+def comparison_rows(
+    comparison: Mapping[str, Any], section: str, metrics: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Rows of one comparison table: per name, per metric this / other / change."""
+    rows = []
+    for name, entry in (comparison.get(section) or {}).items():
+        cells = []
+        for m in metrics:
+            c = entry.get(m) or {}
+            better = c.get("better")
+            cls = "" if better is None else ("ok" if better else "bad")
+            cells.append(
+                (
+                    fmt(c.get("this")),
+                    fmt(c.get("other")),
+                    fmt_pct(c.get("change_pct"), signed=True),
+                    cls,
+                )
+            )
+        rows.append({"name": name, "only_in": entry.get("only_in"), "cells": cells})
+    return rows

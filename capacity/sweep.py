@@ -1,0 +1,267 @@
+"""A stepped run's capacity analysis: slice records and resources in, steps and models out.
+
+I/O-free glue between the run folder's data (`capacity.runfolder`) and the models
+(`capacity.steps`, `capacity.model`, `capacity.planning`), so the report builder only reads
+files and renders. A run gets a capacity analysis when its load had at least two stages;
+with fewer than `MIN_DISTINCT_POINTS` steps everything but the USL fit is still computed,
+and the fit says why it could not be made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from capacity.model import Knee, SloCapacity, UslFit, detect_knee, fit_usl, slo_limited_capacity
+from capacity.planning import (
+    Bottleneck,
+    DemandModel,
+    Projection,
+    estimate_demand,
+    first_bottleneck,
+    project,
+)
+from capacity.scenario import OperationSlo, UserClass
+from capacity.steps import StepStats, find_steady_windows, slices_frame, summarize_steps
+
+CAPACITY_SCHEMA = 1
+DEFAULT_HEADROOM = 0.3
+# Without a target, project for twice the highest measured throughput.
+DEFAULT_TARGET_FACTOR = 2.0
+PREFERRED_SLO_PATTERN = "graphql *"
+# One request per iteration: the closed-loop think time is the mean wait.
+ONE_REQUEST_KINDS = frozenset({"graphql", "rules"})
+
+
+@dataclass(frozen=True)
+class SloChoice:
+    """The latency objective capacity is measured against, and the operations it covers."""
+
+    pattern: str
+    p95_limit_ms: float
+    error_rate_limit: float | None
+    operations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Everything the report says about capacity; `slo_steps` cover the SLO's operations."""
+
+    steps: tuple[StepStats, ...]
+    slo: SloChoice | None
+    slo_steps: tuple[StepStats, ...]
+    usl: UslFit
+    throughput_knee: Knee
+    latency_knee: Knee
+    slo_capacity: SloCapacity | None
+    bottleneck: Bottleneck
+    demand: DemandModel
+    projection: Projection | None
+    think_time_s: float | None
+    warnings: tuple[str, ...]
+
+
+def choose_slo(slos: Sequence[OperationSlo], operation_names: Iterable[str]) -> SloChoice | None:
+    """The "graphql *" P95 objective if it covers recorded operations, else the tightest P95.
+
+    Only patterns that match at least one recorded operation count: an objective on traffic
+    the sweep did not send says nothing about its capacity.
+    """
+    names = sorted(set(operation_names))
+    candidates = []
+    for slo in slos:
+        if slo.p95_ms is None:
+            continue
+        matched = tuple(n for n in names if fnmatch.fnmatchcase(n, slo.pattern))
+        if matched:
+            candidates.append(SloChoice(slo.pattern, slo.p95_ms, slo.error_rate, matched))
+    if not candidates:
+        return None
+    preferred = [c for c in candidates if c.pattern == PREFERRED_SLO_PATTERN]
+    return preferred[0] if preferred else min(candidates, key=lambda c: c.p95_limit_ms)
+
+
+def think_time_s(users: Mapping[str, UserClass]) -> float | None:
+    """Mean think time of a closed loop, or None when Little's law cannot use one.
+
+    Known only when every user class sends one request per iteration (graphql, rules) and
+    none is a fixed-count class (health checks pace themselves); workflow users send two.
+    """
+    classes = list(users.values())
+    if not classes or any(c.kind not in ONE_REQUEST_KINDS or c.fixed_count > 0 for c in classes):
+        return None
+    total_weight = sum(c.weight for c in classes)
+    if total_weight <= 0:
+        return None
+    return sum(c.weight * (c.wait_s[0] + c.wait_s[1]) / 2.0 for c in classes) / total_weight
+
+
+def _operation_names(records: Sequence[Mapping[str, Any]]) -> set[str]:
+    return {name for r in records for name in r.get("ops", {})}
+
+
+def analyse_sweep(
+    records: Sequence[Mapping[str, Any]],
+    resources: pd.DataFrame | None,
+    *,
+    operation_slos: Sequence[OperationSlo] = (),
+    think_time_s: float | None = None,
+    target_rps: float | None = None,
+    headroom: float = DEFAULT_HEADROOM,
+    cpu_limit_cores: Mapping[str, float] | None = None,
+) -> SweepResult | None:
+    """Steps, USL fit, knees, SLO-limited capacity, bottleneck and projection of a sweep.
+
+    Returns None when fewer than two steady steps are found: one load level has no curve.
+    """
+    frame = slices_frame(records)
+    if frame.empty:
+        return None
+    windows = find_steady_windows(frame, min_steady_slices=2)
+    steps = tuple(summarize_steps(windows, frame, resources, think_time_s))
+    if len({s.users for s in steps}) < 2:
+        return None
+    users = [s.users for s in steps]
+    throughput = [s.throughput_rps for s in steps]
+    usl = fit_usl(users, throughput)
+    throughput_knee = detect_knee(users, throughput, curve="throughput")
+    slo = choose_slo(operation_slos, _operation_names(records))
+    slo_steps: tuple[StepStats, ...] = ()
+    slo_capacity = None
+    if slo is not None:
+        slo_frame = slices_frame(records, operations=set(slo.operations))
+        slo_steps = tuple(summarize_steps(windows, slo_frame, None, None))
+        slo_capacity = _slo_capacity(steps, slo_steps, slo)
+    latency_source = slo_steps or steps
+    latency_knee = detect_knee(
+        [s.users for s in latency_source], [s.p95_ms for s in latency_source], curve="latency"
+    )
+    bottleneck = first_bottleneck(steps, cpu_limit_cores=cpu_limit_cores)
+    demand = estimate_demand(steps)
+    warnings = [
+        f"Little's law does not hold at {s.users:g} users: throughput x response time "
+        f"{s.littles_law_concurrency:.1f} vs {s.users:g} users (ratio {s.littles_law_ratio:.2f})"
+        for s in steps
+        if s.littles_law_ok is False
+    ]
+    projection = None
+    measured_max = max(throughput)
+    target = target_rps or DEFAULT_TARGET_FACTOR * measured_max
+    if demand.services and math.isfinite(target) and target > 0:
+        projection = project(target, demand, headroom=headroom, usl=usl, cores_per_replica=1.0)
+    return SweepResult(
+        steps=steps,
+        slo=slo,
+        slo_steps=slo_steps,
+        usl=usl,
+        throughput_knee=throughput_knee,
+        latency_knee=latency_knee,
+        slo_capacity=slo_capacity,
+        bottleneck=bottleneck,
+        demand=demand,
+        projection=projection,
+        think_time_s=think_time_s,
+        warnings=tuple(warnings),
+    )
+
+
+def _slo_capacity(
+    steps: Sequence[StepStats], slo_steps: Sequence[StepStats], slo: SloChoice
+) -> SloCapacity:
+    """SLO capacity judged on the SLO's operations, in users and in total req/s.
+
+    Latency and errors come from the covered operations, throughput from all traffic: the
+    question is how much load the stack holds while those operations stay within bounds.
+    """
+    total_rps = {s.users: s.throughput_rps for s in steps}
+    merged = [
+        dataclasses.replace(s, throughput_rps=total_rps.get(s.users, s.throughput_rps))
+        for s in slo_steps
+    ]
+    return slo_limited_capacity(merged, slo.p95_limit_ms, slo.error_rate_limit)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: dataclasses to dicts, tuples to lists, NaN and infinities to None."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "item"):  # numpy scalars
+        return _plain(value.item())
+    return value
+
+
+def _usl_json(usl: UslFit) -> dict[str, Any]:
+    data = _plain(usl)
+    data.pop("covariance", None)
+    data["lambda_rps"] = data.pop("lambda_")
+    data["peak_concurrency_unbounded"] = usl.ok and math.isinf(usl.peak_concurrency)
+    return data
+
+
+def sweep_to_json(result: SweepResult) -> dict[str, Any]:
+    """The `capacity` section of summary.json (schema `CAPACITY_SCHEMA`)."""
+    return {
+        "schema": CAPACITY_SCHEMA,
+        "headline": headline(result),
+        "n_steps": len(result.steps),
+        "think_time_s": result.think_time_s,
+        "steps": [s.to_dict() for s in result.steps],
+        "slo": _plain(result.slo),
+        "slo_steps": [s.to_dict() for s in result.slo_steps],
+        "usl": _usl_json(result.usl),
+        "throughput_knee": _plain(result.throughput_knee),
+        "latency_knee": _plain(result.latency_knee),
+        "slo_capacity": _plain(result.slo_capacity),
+        "bottleneck": _plain(result.bottleneck),
+        "demand": _plain(result.demand),
+        "projection": _plain(result.projection),
+        "warnings": list(result.warnings),
+    }
+
+
+def _bottleneck_phrase(b: Bottleneck) -> str:
+    if b.service is None or b.resource is None:
+        return "no service's CPU or memory neared its limit"
+    resource = "CPU" if b.resource == "cpu" else b.resource
+    return f"first bottleneck: {b.service}'s {resource}"
+
+
+def headline(result: SweepResult) -> str:
+    """The answer in one sentence: load held within the SLO, and what saturates first."""
+    tail = _bottleneck_phrase(result.bottleneck)
+    cap, slo = result.slo_capacity, result.slo
+    if cap is None or slo is None:
+        top = max(result.steps, key=lambda s: s.throughput_rps)
+        return (
+            f"Peaked at {top.throughput_rps:.0f} req/s measured ({top.users:g} users; "
+            f"no P95 objective covers the traffic); {tail}."
+        )
+    objective = f"P95 < {slo.p95_limit_ms:g} ms"
+    if slo.error_rate_limit is not None:
+        objective += f" and errors < {100 * slo.error_rate_limit:g}%"
+    if cap.first_fail_users is not None and cap.last_pass_users is None:
+        return (
+            f"Misses {objective} ({slo.pattern}) already at the smallest step "
+            f"({cap.first_fail_users:g} users); {tail}."
+        )
+    if cap.lower_bound:
+        return (
+            f"Holds {objective} ({slo.pattern}) at every step, up to at least "
+            f"{cap.max_users:g} users / {cap.max_rps:.0f} req/s; {tail}."
+        )
+    return (
+        f"Holds {objective} ({slo.pattern}) up to ~{cap.max_users:.0f} users / "
+        f"{cap.max_rps:.0f} req/s; {tail}."
+    )
