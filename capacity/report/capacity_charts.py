@@ -143,7 +143,7 @@ def resource_by_step(result: SweepResult, resource: Literal["cpu", "mem"]) -> st
     ax.set_xlabel("concurrent users")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8, ncol=3)
+    ax.legend(loc="best", fontsize=8, ncol=3)
     ax.set_title(("CPU" if resource == "cpu" else "Memory") + " per service against load")
     return to_data_uri(fig)
 

@@ -32,6 +32,22 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def fmt_users(value: Any) -> str:
+    """A user count: whole numbers, except below 10 where a fraction still says something."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "–"
+    if not math.isfinite(value):
+        return "∞" if value > 0 else "–"
+    return f"{value:.0f}" if abs(value) >= 10 or float(value).is_integer() else f"{value:.1f}"
+
+
+def fmt_param(value: Any) -> str:
+    """A model parameter: effectively zero is shown as 0, not as 6.47e-17."""
+    if isinstance(value, float) and math.isfinite(value) and abs(value) < 1e-9:
+        return "0"
+    return fmt(value)
+
+
 def fmt_pct(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "–"
@@ -77,7 +93,7 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         tiles.append(
             (
                 f"SLO capacity (P95 < {fmt(slo['p95_limit_ms'])} ms)",
-                f"{prefix}{fmt(slo_cap.get('max_users'))} users",
+                f"{prefix}{fmt_users(slo_cap.get('max_users'))} users",
                 f"{fmt(slo_cap.get('max_rps'))} req/s",
             )
         )
@@ -88,12 +104,16 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "Highest throughput measured",
                 f"{fmt(top['throughput_rps'])} req/s",
-                f"at {fmt(top['users'])} users",
+                f"at {fmt_users(top['users'])} users",
             )
         )
     if usl.get("ok"):
         peak = usl.get("peak_concurrency")
-        note = f"peak at {fmt(peak)} users" if peak is not None else "asymptote: no peak measured"
+        note = (
+            f"peak at {fmt_users(peak)} users"
+            if peak is not None
+            else "asymptote: no peak measured"
+        )
         if not usl.get("reached_curvature"):
             note += " (extrapolated)"
         tiles.append(
@@ -103,7 +123,9 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         tiles.append(("Scalability model", "not fitted", str(usl.get("reason") or "")))
     knee = cap.get("throughput_knee") or {}
     if knee.get("found"):
-        tiles.append(("Knee", f"{fmt(knee.get('users'))} users", f"{fmt(knee.get('value'))} req/s"))
+        tiles.append(
+            ("Knee", f"{fmt_users(knee.get('users'))} users", f"{fmt(knee.get('value'))} req/s")
+        )
     b = cap.get("bottleneck") or {}
     if b.get("service"):
         resource = "CPU" if b.get("resource") == "cpu" else str(b.get("resource"))
@@ -111,7 +133,7 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             (
                 "First bottleneck",
                 f"{b['service']} {resource}",
-                f"saturates at ~{fmt(b.get('users_at_saturation'))} users",
+                f"saturates at ~{fmt_users(b.get('users_at_saturation'))} users",
             )
         )
     return tiles
@@ -122,10 +144,15 @@ def usl_rows(usl: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
 
     def ci(key: str) -> str:
         low, high = usl.get(key) or (None, None)
-        return f"{fmt(low)} – {fmt(high)}"
+        return f"{fmt_param(low)} – {fmt_param(high)}"
 
     return [
-        ("σ (contention)", fmt(usl.get("sigma")), ci("sigma_ci"), "share of work that serialises"),
+        (
+            "σ (contention)",
+            fmt_param(usl.get("sigma")),
+            ci("sigma_ci"),
+            "share of work that serialises",
+        ),
         (
             "κ (coherency)",
             fmt(usl.get("kappa")),
@@ -138,7 +165,12 @@ def usl_rows(usl: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
             ci("lambda_ci"),
             "throughput of one user alone",
         ),
-        ("peak concurrency", fmt(usl.get("peak_concurrency")), "", "users at maximum throughput"),
+        (
+            "peak concurrency",
+            fmt_users(usl.get("peak_concurrency")),
+            "",
+            "users at maximum throughput",
+        ),
         ("max throughput", fmt(usl.get("max_throughput_rps")), "", "req/s at the peak"),
         ("R²", fmt(usl.get("r2")), "", f"{usl.get('n_points')} steps"),
     ]
@@ -151,7 +183,7 @@ def step_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
         ok = s.get("littles_law_ok")
         rows.append(
             {
-                "users": fmt(s["users"]),
+                "users": fmt_users(s["users"]),
                 "duration_s": fmt(s.get("duration_s")),
                 "requests": s.get("requests"),
                 "rps": fmt(s.get("throughput_rps")),
