@@ -1,0 +1,161 @@
+"""Run validity: a saturated load generator, dropped arrivals and thin samples make the verdict
+inconclusive with a reason; warm-up stays out of steady-state figures (synthetic data)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from capacity.analysis import summarize
+from capacity.recorder import INTENDED_START_KEY, SliceRecorder
+from capacity.scenario import OperationSlo
+from capacity.validity import (
+    arrival_reasons,
+    arrival_totals,
+    is_load_generator,
+    load_generator_cpu,
+    saturation_reasons,
+)
+
+META = {"run_id": "r", "scenario": "s", "status": "complete", "warmup_s": 0.0}
+
+
+def slices(
+    seconds: int, per_s: int, *, t0: float = 1000.0, arrival: dict | None = None
+) -> list[dict]:
+    clock = {"t": t0}
+    out: list[dict] = []
+    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"])
+    if arrival is not None:
+        rec.add_slice_field("arrival", lambda: dict(arrival))
+    for _ in range(seconds):
+        for _ in range(per_s):
+            rec.on_request(name="graphql Q", response_time=10.0)
+        clock["t"] += 1.0
+        rec.close_slice()
+    return out
+
+
+def resources(cpu_by_target: dict[str, list[float]], t0: float = 1000.0) -> pd.DataFrame:
+    rows = [
+        {
+            "ts_unix_s": t0 + i + 1,
+            "source": "process",
+            "target": target,
+            "cpu_cores": cpu,
+            "mem_mb": 100.0,
+            "mem_limit_mb": None,
+            "cpu_throttled_s": None,
+        }
+        for target, series in cpu_by_target.items()
+        for i, cpu in enumerate(series)
+    ]
+    return pd.DataFrame(rows)
+
+
+def run(slices_: list[dict], res: pd.DataFrame | None = None, **meta: object) -> dict:
+    return summarize(
+        slices_,
+        res,
+        run_meta={**META, "load_started_at": 1000.0, **meta},
+        operation_slos=[OperationSlo("graphql *", p95_ms=500)],
+        service_slos=[],
+    )
+
+
+def test_load_generator_rows_are_recognised() -> None:
+    assert is_load_generator("process", "locust")
+    assert is_load_generator("process", "locust-master")
+    assert is_load_generator("process", "locust-worker-3")
+    assert not is_load_generator("container", "locust")
+    assert not is_load_generator("process", "gateway")
+    assert not is_load_generator("process", "locust-workers")
+
+
+def test_saturated_worker_makes_the_run_inconclusive() -> None:
+    # worker-1 above 0.9 cores for 3 of 20 samples (15% > 10%); worker-0 busy but not saturated
+    res = resources(
+        {
+            "locust-worker-0": [0.85] * 20,
+            "locust-worker-1": [0.5] * 17 + [0.95, 0.99, 1.0],
+            "gateway": [1.5] * 20,
+        }
+    )
+    s = run(slices(20, 50), res)
+    gens = s["load_generators"]
+    assert set(gens) == {"locust-worker-0", "locust-worker-1"}
+    assert gens["locust-worker-1"]["saturated_fraction"] == pytest.approx(0.15)
+    assert gens["locust-worker-0"]["saturated_fraction"] == 0.0
+    assert s["verdict"] == "inconclusive"
+    assert len(s["reasons"]) == 1 and "locust-worker-1" in s["reasons"][0]
+    assert "15%" in s["reasons"][0]
+
+
+def test_load_generator_at_the_limit_is_still_valid() -> None:
+    # exactly 10% of samples above 90% of a core is not "more than 10%"
+    res = resources({"locust": [0.3] * 18 + [0.95, 0.95]})
+    s = run(slices(20, 50), res)
+    assert s["load_generators"]["locust"]["saturated_fraction"] == pytest.approx(0.1)
+    assert s["verdict"] == "pass" and s["reasons"] == []
+    # samples outside the run do not count
+    late = resources({"locust": [1.0] * 5}, t0=2000.0)
+    assert load_generator_cpu(late, 1000.0, 1020.0) == {}
+    assert saturation_reasons({}) == []
+
+
+def test_more_than_one_percent_dropped_is_inconclusive() -> None:
+    ok = run(slices(10, 50, arrival={"scheduled": 100, "started": 99, "late": 5, "dropped": 1}))
+    assert ok["arrival"]["dropped"] == 10 and ok["arrival"]["dropped_fraction"] == 0.01
+    assert ok["verdict"] == "pass"
+    bad = run(slices(10, 50, arrival={"scheduled": 100, "started": 98, "late": 5, "dropped": 2}))
+    assert bad["verdict"] == "inconclusive"
+    assert bad["reasons"] == [
+        "arrival rate not met: 20 of 1000 scheduled iterations dropped (2.0% > 1%); "
+        "raise load.max_users or check the load generator's CPU"
+    ]
+    assert run(slices(10, 50))["arrival"] is None
+    assert arrival_reasons(None) == [] and arrival_totals([{"ops": {}}]) is None
+
+
+def test_warmup_arrivals_and_saturation_stay_apart() -> None:
+    """Drops during warm-up do not count towards the steady-state arrival figures."""
+    warm = slices(4, 50, arrival={"scheduled": 100, "started": 50, "late": 50, "dropped": 50})
+    steady = slices(
+        6, 50, t0=1004.0, arrival={"scheduled": 100, "started": 100, "late": 0, "dropped": 0}
+    )
+    s = run(warm + steady, warmup_s=4.0)
+    assert s["arrival"]["scheduled"] == 600 and s["arrival"]["dropped"] == 0
+    assert s["operations"]["graphql Q"]["count"] == 300
+    assert s["operations"]["graphql Q"]["count_all"] == 500
+    assert s["verdict"] == "pass"
+
+
+def test_too_few_samples_for_a_percentile_is_inconclusive() -> None:
+    s = run(slices(1, 30))
+    assert s["verdict"] == "inconclusive"
+    assert s["reasons"] == ["graphql Q: too few samples for p95_ms (need 40)"]
+
+
+def test_intended_percentiles_are_summarised_and_judged() -> None:
+    clock = {"t": 1000.0}
+    out: list[dict] = []
+    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"])
+    for i in range(100):
+        intended = clock["t"]
+        late_s = 0.9 if i % 10 == 0 else 0.0
+        rec.on_request(
+            name="graphql Q",
+            response_time=10.0,
+            start_time=intended + late_s,
+            context={INTENDED_START_KEY: intended},
+        )
+    clock["t"] += 2.0
+    rec.close_slice()
+    s = run(out)
+    op = s["operations"]["graphql Q"]
+    assert op["p95_ms"] == pytest.approx(10.0, rel=1e-3)
+    assert op["p95_intended_ms"] == pytest.approx(910.0, rel=1e-3)
+    assert op["count_intended"] == 100
+    (slo,) = s["slos"]
+    assert slo["basis"] == "intended" and slo["value"] == op["p95_intended_ms"]
+    assert s["verdict"] == "fail"
