@@ -82,7 +82,7 @@ class Handler:
                 self.samples_us.append(service_us)
                 writer.write(_response(b"{}", service_us))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()
