@@ -3,8 +3,8 @@
 It adds a `capacity` argument group (`--scenario`, `--run-dir`, `--no-preflight`), runs the
 preflight checks before any load (a down target stops Locust with one line and exit 2),
 and records every request into HDR histogram slices written to the run folder. In distributed
-mode workers ship closed slices to the master with their regular reports; only the master
-(or a local runner) writes files.
+mode workers ship closed slices to the master (see `capacity.distributed`); only the master
+(or a local runner) writes files, and SIGINT/SIGTERM stop the load and flush before they do.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from typing import Any
 import gevent
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from capacity import runfolder
+from capacity.distributed import MasterTracker, WorkerShipper
 from capacity.errors import CapacityError
 from capacity.recorder import SliceRecorder
 from capacity.scenario import Scenario, load_scenario
@@ -30,7 +31,6 @@ from capacity.scenario import Scenario, load_scenario
 log = logging.getLogger("capacity")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SLICES_KEY = "capacity_slices"
 
 
 def scenario_path(default: str | Path) -> Path:
@@ -66,7 +66,8 @@ class _State:
     recorder: SliceRecorder | None = None
     writer: runfolder.SliceWriter | None = None
     run_dir: Path | None = None
-    pending: list[dict[str, Any]] = []
+    shipper: WorkerShipper | None = None
+    master: MasterTracker | None = None
     ticker: Any = None
     owns_run_json = False
 
@@ -108,58 +109,52 @@ def _on_init(environment: Environment, **_: Any) -> None:
         return
     runner = environment.runner
     options = environment.parsed_options
-    is_worker = isinstance(runner, WorkerRunner)
-    if not is_worker and not getattr(options, "no_preflight", False):
-        from capacity.preflight import run_preflight
-
-        try:
-            run_preflight(scenario)
-        except CapacityError as exc:
-            print(f"capacity: error: {exc}", file=sys.stderr)
-            sys.exit(exc.exit_code)
-    if is_worker:
-        sink = _state.pending.append
+    worker = runfolder.worker_id()
+    sink: Callable[[dict[str, Any]], None]
+    if isinstance(runner, WorkerRunner):
+        _state.shipper = sink = WorkerShipper(runner, worker)
     else:
-        run_dir = Path(options.run_dir) if options and options.run_dir else None
-        if run_dir is None:
-            run_dir = runfolder.create_run_dir(REPO_ROOT / "reports", scenario.name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _state.run_dir = run_dir
-        if not (run_dir / runfolder.RUN_JSON).exists():
-            _state.owns_run_json = True
-            runfolder.update_run_json(
-                run_dir,
-                run_id=run_dir.name,
-                scenario=scenario.name,
-                scenario_path=str(scenario.path),
-                started_at=runfolder.iso_utc(time.time()),
-                status="running",
-                warmup_s=scenario.load.warmup_s,
-                slice_s=scenario.load.slice_s,
-            )
-        _state.writer = runfolder.SliceWriter(run_dir)
-        sink = _state.writer
+        if not getattr(options, "no_preflight", False):
+            from capacity.preflight import run_preflight
+
+            try:
+                run_preflight(scenario)
+            except CapacityError as exc:
+                print(f"capacity: error: {exc}", file=sys.stderr)
+                sys.exit(exc.exit_code)
+        run_dir = _open_run_dir(scenario, options)
+        _state.writer = sink = runfolder.SliceWriter(run_dir)
+        if isinstance(runner, MasterRunner):
+            _state.master = MasterTracker(runner, sink, run_dir)
     user_count = (lambda: runner.user_count) if runner is not None else (lambda: 0)
-    _state.recorder = SliceRecorder(sink, worker=runfolder.worker_id(), users=user_count)
+    _state.recorder = SliceRecorder(sink, worker=worker, users=user_count)
     if not isinstance(runner, MasterRunner):
         environment.events.request.add_listener(_state.recorder.on_request)
-    if is_worker:
-        environment.events.report_to_master.add_listener(_report_to_master)
-    else:
-        environment.events.worker_report.add_listener(_worker_report)
 
 
-def _report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    data[SLICES_KEY], _state.pending = _state.pending, []
+def _open_run_dir(scenario: Scenario, options: Any) -> Path:
+    """The run folder from `--run-dir` (made if missing) or a new one; run.json if absent."""
+    run_dir = Path(options.run_dir) if options and options.run_dir else None
+    if run_dir is None:
+        run_dir = runfolder.create_run_dir(REPO_ROOT / "reports", scenario.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _state.run_dir = run_dir
+    if not (run_dir / runfolder.RUN_JSON).exists():
+        _state.owns_run_json = True
+        runfolder.update_run_json(
+            run_dir,
+            run_id=run_dir.name,
+            scenario=scenario.name,
+            scenario_path=str(scenario.path),
+            started_at=runfolder.iso_utc(time.time()),
+            status="running",
+            warmup_s=scenario.load.warmup_s,
+            slice_s=scenario.load.slice_s,
+        )
+    return run_dir
 
 
-def _worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
-    if _state.writer is not None:
-        for record in data.get(SLICES_KEY, ()):
-            _state.writer(record)
-
-
-def _tick(environment: Environment, slice_s: float) -> None:
+def _tick(slice_s: float) -> None:
     recorder = _state.recorder
     assert recorder is not None
     next_s = time.monotonic() + slice_s
@@ -171,14 +166,20 @@ def _tick(environment: Environment, slice_s: float) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    if _state.recorder is None or isinstance(environment.runner, MasterRunner):
+    if _state.recorder is None:
+        return
+    if _state.run_dir is not None:
+        fields: dict[str, Any] = {"load_started_at": round(time.time(), 3)}
+        if _state.master is None:
+            fields["workers"] = [runfolder.worker_id()]
+        runfolder.update_run_json(_state.run_dir, **fields)
+    if _state.master is not None:
+        _state.master.on_test_start()
         return
     _state.recorder.close_slice()  # discard nothing: slices before start are empty
     slice_s = _state.scenario.load.slice_s if _state.scenario else 2.0
-    if _state.run_dir is not None:
-        runfolder.update_run_json(_state.run_dir, load_started_at=round(time.time(), 3))
     if _state.ticker is None:
-        _state.ticker = gevent.spawn(_tick, environment, slice_s)
+        _state.ticker = gevent.spawn(_tick, slice_s)
 
 
 @events.test_stop.add_listener
@@ -186,14 +187,33 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     if _state.ticker is not None:
         _state.ticker.kill(block=False)
         _state.ticker = None
-    if _state.recorder is not None and not isinstance(environment.runner, MasterRunner):
+    if _state.master is not None:
+        _state.master.flush()
+        return
+    if _state.recorder is not None:
         for drain in before_final_slice:
             drain()
         _state.recorder.close_slice()
+    if _state.shipper is not None:
+        _state.shipper.send_final()
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    """Stop the load and flush before anything closes (SIGINT/SIGTERM land here first).
+
+    Locust fires `quitting` before it stops the runner, so without this the last slice
+    (closed at test_stop) would find the run folder already closed.
+    """
+    runner = environment.runner
+    if _state.master is not None:
+        _state.master.flush()
+        _state.master.close()
+    elif _state.shipper is not None:
+        _state.shipper.on_quitting()
+        return
+    elif runner is not None and runner.state in (STATE_RUNNING, STATE_SPAWNING):
+        runner.stop()
     if _state.writer is None or _state.run_dir is None:
         return
     _state.writer.close()
