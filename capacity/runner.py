@@ -11,6 +11,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from capacity import runfolder
@@ -32,6 +33,10 @@ DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "erp.py"
 DEFAULT_STATE_DIR = Path(".capacity/stack")
 PROGRESS_EVERY_S = 5.0
 LOCUST_GRACE_S = 60.0
+LOOPBACK = "127.0.0.1"
+WORKER_CONNECT_WAIT_S = 60.0
+WORKER_EXIT_GRACE_S = 15.0
+ARRIVAL_SPLIT_ENV = "CAPACITY_ARRIVAL_SPLIT"  # read by capacity.drivers.arrival
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,10 @@ def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
             raise StackError(f"stack.tuning.{service}: rejected: {detail}") from None
 
 
-def locust_command(options: RunOptions, scenario: Scenario, run_dir: Path) -> list[str]:
+def locust_command(
+    options: RunOptions, scenario: Scenario, run_dir: Path, *, master_port: int | None = None
+) -> list[str]:
+    """The local Locust process, or with `master_port` the master (it runs no users itself)."""
     load = scenario.load
     cmd = [
         sys.executable,
@@ -152,10 +160,113 @@ def locust_command(options: RunOptions, scenario: Scenario, run_dir: Path) -> li
         "--logfile",
         str(run_dir / runfolder.LOCUST_LOG),
     ]
+    if master_port is not None:
+        cmd += [
+            "--master",
+            "--master-bind-host",
+            LOOPBACK,
+            "--master-bind-port",
+            str(master_port),
+            "--expect-workers",
+            str(options.workers),
+            "--expect-workers-max-wait",
+            f"{WORKER_CONNECT_WAIT_S:g}",
+        ]
     if not load.stages:
         run_time_s = max(1, math.ceil(load.duration_s))  # Locust takes whole seconds
         cmd += ["-u", str(load.users), "-r", str(load.spawn_rate), "-t", f"{run_time_s}s"]
     return cmd
+
+
+def worker_command(
+    options: RunOptions, scenario: Scenario, run_dir: Path, master_port: int, index: int
+) -> list[str]:
+    """Worker `index` (1-based) of a distributed run; it writes nothing but its own log."""
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(options.locustfile),
+        "--worker",
+        "--master-host",
+        LOOPBACK,
+        "--master-port",
+        str(master_port),
+        "--scenario",
+        str(scenario.path),
+        "--logfile",
+        str(run_dir / f"locust-worker-{index}.log"),
+    ]
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port free on `host` right now (the master binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_id_of(pid: int) -> str:
+    """The id a worker on this machine puts in its slices (`runfolder.worker_id()` there)."""
+    return f"{socket.gethostname()}-{pid}"
+
+
+@dataclass
+class LocustProcess:
+    """One Locust process of a run: `locust`, `locust-master` or `locust-worker-N`."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    out_path: Path
+    exited_at_s: float | None = None  # wall clock when first seen gone
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def is_worker(self) -> bool:
+        return self.name.startswith("locust-worker-")
+
+
+def start_locust_processes(
+    options: RunOptions, scenario: Scenario, run_dir: Path
+) -> list[LocustProcess]:
+    """Start the local Locust process, or the master then `options.workers` workers.
+
+    Each gets its own session, so a terminal's Ctrl-C reaches only `capacity run`, which
+    forwards one SIGINT to the master: a second SIGINT would interrupt Locust's flush.
+    """
+    base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if options.workers <= 0:
+        return [_spawn("locust", locust_command(options, scenario, run_dir), run_dir, base_env)]
+    port = free_port()
+    master_cmd = locust_command(options, scenario, run_dir, master_port=port)
+    procs = [_spawn("locust-master", master_cmd, run_dir, base_env, out_name="locust.out")]
+    for index in range(1, options.workers + 1):
+        # The arrival-rate executor's share: every worker sends 1/N of the scenario's rate.
+        env = {**base_env, ARRIVAL_SPLIT_ENV: f"{index - 1}/{options.workers}"}
+        cmd = worker_command(options, scenario, run_dir, port, index)
+        procs.append(_spawn(f"locust-worker-{index}", cmd, run_dir, env))
+    return procs
+
+
+def _spawn(
+    name: str, cmd: list[str], run_dir: Path, env: dict[str, str], out_name: str | None = None
+) -> LocustProcess:
+    out_path = run_dir / (out_name or f"{name}.out")
+    with out_path.open("wb") as out:
+        popen = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
+    return LocustProcess(name, popen, out_path)
 
 
 def _progress_line(run_dir: Path, started: float, total_s: float, seen: int) -> tuple[str, int]:
@@ -164,8 +275,16 @@ def _progress_line(run_dir: Path, started: float, total_s: float, seen: int) -> 
     new = records[seen:]
     count = sum(op.get("count", 0) for r in new for op in r.get("ops", {}).values())
     fails = sum(op.get("failures", 0) for r in new for op in r.get("ops", {}).values())
-    span = sum(float(r["t_end_s"]) - float(r["t_start_s"]) for r in new)
-    users = new[-1].get("users", 0) if new else 0
+    span_by_worker: dict[str, float] = {}
+    users_by_worker: dict[str, int] = {}
+    for r in new:
+        worker = str(r.get("worker", ""))
+        span_by_worker[worker] = span_by_worker.get(worker, 0.0) + (
+            float(r["t_end_s"]) - float(r["t_start_s"])
+        )
+        users_by_worker[worker] = int(r.get("users", 0))
+    span = max(span_by_worker.values(), default=0.0)
+    users = sum(users_by_worker.values())
     elapsed = time.monotonic() - started
     rps = count / span if span > 0 else 0.0
     line = (
@@ -175,53 +294,158 @@ def _progress_line(run_dir: Path, started: float, total_s: float, seen: int) -> 
 
 
 def run_locust(
-    options: RunOptions, scenario: Scenario, run_dir: Path, say: Callable[[str], None]
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    say: Callable[[str], None],
+    *,
+    service_pids: Mapping[str, int] | None = None,
 ) -> int:
-    """Run Locust to completion, printing progress; SIGINT/SIGTERM stop it gracefully."""
-    cmd = locust_command(options, scenario, run_dir)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    out: TextIO
-    with (run_dir / "locust.out").open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
-        stopping = {"signal": False}
+    """Run Locust to completion, printing progress; SIGINT/SIGTERM stop it gracefully.
 
-        def forward(signum: int, _frame: Any) -> None:
-            stopping["signal"] = True
-            say("stopping the load (the run folder keeps everything measured) ...")
-            proc.send_signal(signal.SIGINT)
+    With `service_pids`, resources are sampled (1 Hz, into resources.csv) for those services
+    and for every Locust process, by one sampler started once the Locust processes exist.
+    Returns the exit code of the local process or the master.
+    """
+    stopping: dict[str, str] = {}
+    procs: list[LocustProcess] = []
 
-        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            started = time.monotonic()
-            total_s = scenario.load.total_duration_s
-            seen = 0
-            next_progress = started + PROGRESS_EVERY_S
-            while proc.poll() is None:
-                time.sleep(0.2)
-                now = time.monotonic()
-                if now >= next_progress:
-                    line, seen = _progress_line(run_dir, started, total_s, seen)
-                    say(line)
-                    next_progress = now + PROGRESS_EVERY_S
-                if now - started > total_s + LOCUST_GRACE_S:
-                    say("Locust did not stop on time; terminating it")
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=15)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-        code = proc.wait()
-    if code == 2 and not stopping["signal"]:
-        tail = (run_dir / "locust.out").read_text(encoding="utf-8", errors="replace")
-        lines = [ln for ln in tail.splitlines() if ln.startswith("capacity: error:")]
-        if lines:
-            raise CapacityError(lines[-1].removeprefix("capacity: error: "))
-        last = [ln for ln in tail.splitlines() if ln.strip()][-1:] or ["no output"]
-        raise CapacityError(f"Locust refused to start ({run_dir / 'locust.out'}): {last[0]}")
+    def forward(signum: int, _frame: Any) -> None:
+        if stopping:
+            say("already stopping: waiting for Locust to flush the run folder ...")
+            return
+        stopping["signal"] = signal.Signals(signum).name
+        say("stopping the load (the run folder keeps everything measured) ...")
+        if procs and procs[0].popen.poll() is None:
+            procs[0].popen.send_signal(signal.SIGINT)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    sampler = None
+    try:
+        procs.extend(start_locust_processes(options, scenario, run_dir))
+        if service_pids is not None:
+            targets = {**service_pids, **{p.name: p.pid for p in procs}}
+            sampler = _start_sampler(run_dir, targets, say)
+        _supervise(procs, scenario, say, run_dir)
+    finally:
+        _stop_leftovers(procs, say)
+        if sampler is not None:
+            sampler.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    code = procs[0].popen.wait()
+    _record_processes(run_dir, procs, stopping.get("signal"))
+    if code == 2 and not stopping:
+        for proc in procs:
+            text = proc.out_path.read_text(encoding="utf-8", errors="replace")
+            lines = [ln for ln in text.splitlines() if ln.startswith("capacity: error:")]
+            if lines:
+                raise CapacityError(lines[-1].removeprefix("capacity: error: "))
+        main = procs[0].out_path
+        text = main.read_text(encoding="utf-8", errors="replace")
+        last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["no output"]
+        raise CapacityError(f"Locust refused to start ({main}): {last[0]}")
     return code
+
+
+def _supervise(
+    procs: list[LocustProcess],
+    scenario: Scenario,
+    say: Callable[[str], None],
+    run_dir: Path,
+) -> None:
+    """Wait for the local process or master to exit, printing progress and worker losses."""
+    main = procs[0]
+    started = time.monotonic()
+    total_s = scenario.load.total_duration_s
+    limit_s = total_s + LOCUST_GRACE_S + (WORKER_CONNECT_WAIT_S if len(procs) > 1 else 0.0)
+    seen = 0
+    next_progress = started + PROGRESS_EVERY_S
+    while main.popen.poll() is None:
+        time.sleep(0.2)
+        now = time.monotonic()
+        if now >= next_progress:
+            line, seen = _progress_line(run_dir, started, total_s, seen)
+            say(line)
+            next_progress = now + PROGRESS_EVERY_S
+        for proc in procs[1:]:
+            if proc.exited_at_s is None and proc.popen.poll() is not None:
+                proc.exited_at_s = time.time()
+                if proc.popen.returncode != 0:
+                    say(f"warning: {proc.name} (pid {proc.pid}) exited with {_describe(proc)}")
+        if now - started > limit_s:
+            say("Locust did not stop on time; terminating it")
+            _terminate(main)
+    main.exited_at_s = time.time()
+
+
+def _stop_leftovers(procs: list[LocustProcess], say: Callable[[str], None]) -> None:
+    """Give workers time to quit after the master (it told them to), then end them."""
+    deadline = time.monotonic() + WORKER_EXIT_GRACE_S
+    for proc in procs:
+        while proc.popen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if proc.popen.poll() is None:
+            say(f"warning: {proc.name} (pid {proc.pid}) did not exit; terminating it")
+            _terminate(proc)
+        if proc.exited_at_s is None:
+            proc.exited_at_s = time.time()
+
+
+def _terminate(proc: LocustProcess) -> None:
+    proc.popen.terminate()
+    try:
+        proc.popen.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.popen.kill()
+        proc.popen.wait()
+
+
+def _describe(proc: LocustProcess) -> str:
+    code = proc.popen.returncode
+    if code is not None and code < 0:
+        return f"signal {signal.Signals(-code).name}"
+    return f"code {code}"
+
+
+def _record_processes(run_dir: Path, procs: list[LocustProcess], signal_name: str | None) -> None:
+    """Add the Locust processes, and workers that died before the master, to run.json.
+
+    The master names lost workers itself from missed heartbeats; this adds local workers it
+    could not see (killed before their first report) or whose loss it did not live to record.
+    """
+    path = run_dir / runfolder.RUN_JSON
+    meta = runfolder.read_json(path) if path.exists() else {}
+    master_end_s = procs[0].exited_at_s or time.time()
+    processes: dict[str, Any] = {}
+    workers = list(meta.get("workers") or [])
+    lost = list(meta.get("lost_workers") or [])
+    details = dict(meta.get("lost_worker_details") or {})
+    for proc in procs:
+        entry: dict[str, Any] = {"pid": proc.pid, "exit_code": proc.popen.returncode}
+        if proc.is_worker:
+            worker = worker_id_of(proc.pid)
+            entry["worker_id"] = worker
+            if worker not in workers:
+                workers.append(worker)
+            died_early = (
+                proc.exited_at_s is not None
+                and proc.exited_at_s < master_end_s
+                and proc.popen.returncode != 0
+            )
+            if died_early and worker not in lost:
+                lost.append(worker)
+                details[worker] = {
+                    "reason": f"process exited with {_describe(proc)} before the run ended",
+                    "detected_at": runfolder.iso_utc(proc.exited_at_s or time.time()),
+                }
+        processes[proc.name] = entry
+    fields: dict[str, Any] = {"locust_processes": processes}
+    if len(procs) > 1:
+        fields.update(workers=workers, lost_workers=lost, lost_worker_details=details)
+    if signal_name:
+        fields["stopped_by_signal"] = signal_name
+    runfolder.update_run_json(run_dir, **fields)
 
 
 def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
@@ -254,12 +478,9 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
             slos=slos_to_json(scenario),
         )
         say(f"run folder: {run_dir}")
-        sampler = _start_sampler(run_dir, stack.pids() if stack else {}, say)
-        try:
-            code = run_locust(options, scenario, run_dir, say)
-        finally:
-            if sampler is not None:
-                sampler.stop()
+        code = run_locust(
+            options, scenario, run_dir, say, service_pids=stack.pids() if stack else {}
+        )
         runfolder.update_run_json(
             run_dir,
             status="complete",
@@ -270,7 +491,7 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
     return RunResult(run_dir, summary)
 
 
-def _start_sampler(run_dir: Path, pids: dict[str, int], say: Callable[[str], None]) -> Any:
+def _start_sampler(run_dir: Path, pids: Mapping[str, int], say: Callable[[str], None]) -> Any:
     from capacity.collect import HostSource, ProcessSource, Sampler
 
     sources: list[Any] = [HostSource()]
@@ -280,10 +501,16 @@ def _start_sampler(run_dir: Path, pids: dict[str, int], say: Callable[[str], Non
         sources,
         run_dir / runfolder.RESOURCES,
         interval_s=1.0,
-        on_warning=lambda m: say(f"warning: {m}"),
+        on_warning=lambda m: _sampler_warning(m, say),
     )
     sampler.start()
     return sampler
+
+
+def _sampler_warning(message: str, say: Callable[[str], None]) -> None:
+    """Pass on sampler warnings, except Locust processes ending (the runner reports those)."""
+    if not message.startswith("process locust"):
+        say(f"warning: {message}")
 
 
 class _Null:

@@ -73,7 +73,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="X",
         help="multiply every duration of the scenario by X (e.g. 0.1 to try a soak quickly)",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers_count,
+        default=0,
+        metavar="N",
+        help="run Locust as a master plus N worker processes on this machine (default 0: one "
+        "process); see deploy/README.md for workers on other machines",
+    )
     p.set_defaults(func=run)
+
+
+def _workers_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 64, got {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -143,6 +161,7 @@ def _one_run(args: argparse.Namespace, scenario: Path) -> int:
         reports_root=args.reports,
         state_dir=args.state_dir,
         keep_stack=args.keep_stack,
+        workers=args.workers,
     )
     result = run_scenario(options, say)
     summary = result.summary
