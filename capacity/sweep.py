@@ -28,7 +28,13 @@ from capacity.planning import (
     project,
 )
 from capacity.scenario import OperationSlo, UserClass
-from capacity.steps import StepStats, find_steady_windows, slices_frame, summarize_steps
+from capacity.steps import (
+    StepStats,
+    find_steady_windows,
+    slices_frame,
+    steps_by_users,
+    summarize_steps,
+)
 
 CAPACITY_SCHEMA = 1
 DEFAULT_HEADROOM = 0.3
@@ -37,6 +43,11 @@ DEFAULT_TARGET_FACTOR = 2.0
 PREFERRED_SLO_PATTERN = "graphql *"
 # One request per iteration: the closed-loop think time is the mean wait.
 ONE_REQUEST_KINDS = frozenset({"graphql", "rules"})
+# Resource targets of the load generator itself (`locust`, `locust-master`, `locust-worker-N`):
+# sampled for the record, but not part of the system whose capacity is planned.
+LOAD_GENERATOR_PREFIX = "locust"
+HOST_SATURATED_FRACTION = 0.9
+DEFAULT_CPU_LIMIT_CORES = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,23 @@ class SloChoice:
     p95_limit_ms: float
     error_rate_limit: float | None
     operations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """The throughput the deployment saturates at, and which bound gave it.
+
+    Two bounds: the USL's maximum, fitted to the measured curve, and the utilization law
+    X <= (cores - base) / CPU-seconds per request of each service. The USL alone overshoots
+    when the data bend only a little; the utilization bound ignores contention the service
+    does not see in its own CPU time (a starved core). The lower of the two is the estimate.
+    """
+
+    rps: float
+    basis: str
+    usl_rps: float
+    utilization_bound_rps: float
+    utilization_service: str | None
 
 
 @dataclass(frozen=True)
@@ -62,6 +90,7 @@ class SweepResult:
     slo_capacity: SloCapacity | None
     bottleneck: Bottleneck
     demand: DemandModel
+    saturation: Saturation
     projection: Projection | None
     think_time_s: float | None
     warnings: tuple[str, ...]
@@ -102,6 +131,66 @@ def think_time_s(users: Mapping[str, UserClass]) -> float | None:
     return sum(c.weight * (c.wait_s[0] + c.wait_s[1]) / 2.0 for c in classes) / total_weight
 
 
+def utilization_bound(
+    demand: DemandModel,
+    cpu_limit_cores: Mapping[str, float] | None = None,
+    default_cpu_limit_cores: float = DEFAULT_CPU_LIMIT_CORES,
+) -> tuple[float, str | None]:
+    """Highest req/s the CPU demand allows, and the service that sets it (utilization law)."""
+    best_rps, best_service = math.inf, None
+    for name, d in demand.services.items():
+        limit = (cpu_limit_cores or {}).get(name, default_cpu_limit_cores)
+        if not (d.cpu_s_per_request > 0 and limit > d.cpu_cores_base):
+            continue
+        rps = (limit - d.cpu_cores_base) / d.cpu_s_per_request
+        if rps < best_rps:
+            best_rps, best_service = rps, name
+    return best_rps, best_service
+
+
+def saturation_estimate(
+    usl: UslFit,
+    demand: DemandModel,
+    cpu_limit_cores: Mapping[str, float] | None = None,
+) -> Saturation:
+    """The lower of the USL maximum and the utilization-law bound (see `Saturation`)."""
+    usl_rps = usl.max_throughput_rps if usl.ok else math.nan
+    bound_rps, service = utilization_bound(demand, cpu_limit_cores)
+    if math.isfinite(usl_rps) and not usl_rps > bound_rps:
+        return Saturation(usl_rps, "usl", usl_rps, bound_rps, service)
+    if math.isfinite(bound_rps):
+        return Saturation(bound_rps, "utilization law", usl_rps, bound_rps, service)
+    return Saturation(math.nan, "none", usl_rps, bound_rps, service)
+
+
+def system_resources(resources: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Resource rows without the load generator's own processes."""
+    if resources is None or resources.empty:
+        return resources
+    generator = resources["target"].astype(str).str.startswith(LOAD_GENERATOR_PREFIX)
+    return resources[~generator]
+
+
+def host_saturation_warning(steps: Sequence[StepStats], host_cores: float | None) -> str | None:
+    """Say so when the machine itself ran out of CPU: then the limit measured is partly its own."""
+    if not host_cores:
+        return None
+    hot = [
+        s
+        for s in steps_by_users(steps)
+        if math.isfinite(s.host_cpu_cores_mean)
+        and s.host_cpu_cores_mean >= HOST_SATURATED_FRACTION * host_cores
+    ]
+    if not hot:
+        return None
+    return (
+        f"the host's CPU was saturated from {hot[0].users:g} users "
+        f"({hot[0].host_cpu_cores_mean:.2f} of {host_cores:g} cores): the services and the load "
+        "generator (and anything else on the machine) competed for CPU, so the limit measured "
+        "is partly the machine's"
+    )
+
+
 def _operation_names(records: Sequence[Mapping[str, Any]]) -> set[str]:
     return {name for r in records for name in r.get("ops", {})}
 
@@ -115,16 +204,20 @@ def analyse_sweep(
     target_rps: float | None = None,
     headroom: float = DEFAULT_HEADROOM,
     cpu_limit_cores: Mapping[str, float] | None = None,
+    host_cores: float | None = None,
 ) -> SweepResult | None:
     """Steps, USL fit, knees, SLO-limited capacity, bottleneck and projection of a sweep.
 
-    Returns None when fewer than two steady steps are found: one load level has no curve.
+    `cpu_limit_cores` overrides the 1-core limit per service (a multi-threaded server);
+    `host_cores` lets the analysis say when the machine itself was saturated. Returns None
+    when fewer than two steady steps are found: one load level has no curve.
     """
     frame = slices_frame(records)
     if frame.empty:
         return None
     windows = find_steady_windows(frame, min_steady_slices=2)
-    steps = tuple(summarize_steps(windows, frame, resources, think_time_s))
+    system = system_resources(resources)
+    steps = tuple(summarize_steps(windows, frame, system, think_time_s))
     if len({s.users for s in steps}) < 2:
         return None
     users = [s.users for s in steps]
@@ -144,12 +237,16 @@ def analyse_sweep(
     )
     bottleneck = first_bottleneck(steps, cpu_limit_cores=cpu_limit_cores)
     demand = estimate_demand(steps)
+    saturation = saturation_estimate(usl, demand, cpu_limit_cores)
     warnings = [
         f"Little's law does not hold at {s.users:g} users: throughput x response time "
         f"{s.littles_law_concurrency:.1f} vs {s.users:g} users (ratio {s.littles_law_ratio:.2f})"
         for s in steps
         if s.littles_law_ok is False
     ]
+    host_warning = host_saturation_warning(steps, host_cores)
+    if host_warning:
+        warnings.append(host_warning)
     projection = None
     measured_max = max(throughput)
     target = target_rps or DEFAULT_TARGET_FACTOR * measured_max
@@ -165,6 +262,7 @@ def analyse_sweep(
         slo_capacity=slo_capacity,
         bottleneck=bottleneck,
         demand=demand,
+        saturation=saturation,
         projection=projection,
         think_time_s=think_time_s,
         warnings=tuple(warnings),
@@ -226,6 +324,7 @@ def sweep_to_json(result: SweepResult) -> dict[str, Any]:
         "slo_capacity": _plain(result.slo_capacity),
         "bottleneck": _plain(result.bottleneck),
         "demand": _plain(result.demand),
+        "saturation": _plain(result.saturation),
         "projection": _plain(result.projection),
         "warnings": list(result.warnings),
     }

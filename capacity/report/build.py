@@ -79,6 +79,7 @@ def load_run(
             headroom=headroom,
             # Temporal is a Go server and can use every core; the stand-ins are one process.
             cpu_limit_cores={"temporal": host_cores},
+            host_cores=host_cores,
         )
         if sweep is not None:
             summary["capacity"] = sweep_to_json(sweep)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from capacity.report.charts import FIGSIZE, plt, to_data_uri
+from capacity.report.views import fmt_users
 from capacity.steps import StepStats, per_service, steps_by_users
 from capacity.sweep import SweepResult
 
@@ -52,6 +53,15 @@ def throughput_curve(result: SweepResult) -> str | None:
             color=MODEL,
             fontsize=8,
         )
+    bound = result.saturation.utilization_bound_rps
+    if math.isfinite(bound) and bound < 3 * max(rps):
+        ax.axhline(
+            bound,
+            color="grey",
+            ls="-.",
+            lw=1,
+            label=f"CPU bound ({result.saturation.utilization_service})",
+        )
     ax.plot(users, rps, "o", color=MEASURED, ms=7, label="measured steps", zorder=5)
     knee = result.throughput_knee
     if knee.found:
@@ -73,7 +83,7 @@ def throughput_curve(result: SweepResult) -> str | None:
             color=SLO,
             ls="--",
             lw=1.2,
-            label=f"SLO limit (~{cap.max_users:.0f} users)",
+            label=f"SLO limit (~{fmt_users(cap.max_users)} users)",
         )
     ax.set_xlabel("concurrent users")
     ax.set_ylabel("throughput (req/s)")

@@ -59,6 +59,7 @@ def render_html(summary: Mapping[str, Any], charts: ChartSections) -> str:
         else [],
         compare_res_metrics=RESOURCE_METRICS,
         fmt_pct=views.fmt_pct,
+        fmt_users=views.fmt_users,
     )
 
 
@@ -128,7 +129,7 @@ def _capacity_markdown(cap: Mapping[str, Any]) -> list[str]:
     if proj:
         lines += [
             f"### Projection for {fmt(proj['target_rps'])} req/s "
-            f"(~{fmt(proj['target_users'])} users, {proj['headroom']:.0%} headroom)",
+            f"(~{views.fmt_users(proj['target_users'])} users, {proj['headroom']:.0%} headroom)",
             "",
         ]
         lines += _table(

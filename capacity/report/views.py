@@ -42,7 +42,7 @@ def fmt_users(value: Any) -> str:
 
 
 def fmt_param(value: Any) -> str:
-    """A model parameter: effectively zero is shown as 0, not as 6.47e-17."""
+    """A fitted figure: effectively zero (solver round-off) is shown as 0, not as 6.47e-17."""
     if isinstance(value, float) and math.isfinite(value) and abs(value) < 1e-9:
         return "0"
     return fmt(value)
@@ -107,19 +107,17 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                 f"at {fmt_users(top['users'])} users",
             )
         )
-    if usl.get("ok"):
-        peak = usl.get("peak_concurrency")
-        note = (
-            f"peak at {fmt_users(peak)} users"
-            if peak is not None
-            else "asymptote: no peak measured"
-        )
-        if not usl.get("reached_curvature"):
-            note += " (extrapolated)"
-        tiles.append(
-            ("Predicted saturation (USL)", f"{fmt(usl.get('max_throughput_rps'))} req/s", note)
-        )
-    else:
+    sat = cap.get("saturation") or {}
+    if sat.get("rps") is not None:
+        if sat.get("basis") == "usl":
+            peak = usl.get("peak_concurrency")
+            note = f"USL fit, peak at {fmt_users(peak)} users" if peak else "USL fit asymptote"
+            if not usl.get("reached_curvature"):
+                note += " (extrapolated)"
+        else:
+            note = f"utilization law: {sat.get('utilization_service')} CPU at its core limit"
+        tiles.append(("Predicted saturation", f"{fmt(sat['rps'])} req/s", note))
+    if not usl.get("ok"):
         tiles.append(("Scalability model", "not fitted", str(usl.get("reason") or "")))
     knee = cap.get("throughput_knee") or {}
     if knee.get("found"):
@@ -184,7 +182,7 @@ def step_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "users": fmt_users(s["users"]),
-                "duration_s": fmt(s.get("duration_s")),
+                "duration_s": fmt_users(s.get("duration_s")),
                 "requests": s.get("requests"),
                 "rps": fmt(s.get("throughput_rps")),
                 "p50_ms": fmt(s.get("p50_ms")),
@@ -214,11 +212,13 @@ def service_rows(cap: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "service": name,
                 "bottleneck": name == bottleneck,
-                "cpu_ms_per_request": fmt(None if per_request is None else per_request * 1000),
-                "cpu_cores_base": fmt(d.get("cpu_cores_base")),
+                "cpu_ms_per_request": fmt_param(
+                    None if per_request is None else per_request * 1000
+                ),
+                "cpu_cores_base": fmt_param(d.get("cpu_cores_base")),
                 "cpu_cores_top": fmt((top.get("cpu_cores_mean") or {}).get(name)),
-                "mem_mb_base": fmt(d.get("mem_mb_base")),
-                "mem_mb_per_user": fmt(d.get("mem_mb_per_user")),
+                "mem_mb_base": fmt_param(d.get("mem_mb_base")),
+                "mem_mb_per_user": fmt_param(d.get("mem_mb_per_user")),
                 "mem_mb_top": fmt((top.get("mem_mb_mean") or {}).get(name)),
             }
         )
@@ -251,7 +251,10 @@ def model_warnings(cap: Mapping[str, Any]) -> list[str]:
         out.append(f"No scalability fit: {usl['reason']}.")
     out += list(usl.get("warnings") or [])
     out += list(cap.get("warnings") or [])
-    out += list((cap.get("projection") or {}).get("warnings") or [])
+    projection = list((cap.get("projection") or {}).get("warnings") or [])
+    if any(w.startswith("kappa's interval") for w in out):
+        projection = [w for w in projection if not w.startswith("kappa's 95% interval")]
+    out += projection
     return list(dict.fromkeys(out))
 
 
