@@ -85,6 +85,7 @@ def figures(hist: Any) -> tuple[Any, ...]:
     return (hist.get_total_count(), *(percentile_ms(hist, p) for p in PERCENTILES))
 
 
+@pytest.mark.slow
 def test_master_and_two_workers_merge_exactly(
     erp_stack: StackState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,6 +214,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_sigkill_is_named_and_its_slices_kept(
     erp_stack: StackState, tmp_path: Path
 ) -> None:

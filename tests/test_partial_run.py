@@ -105,6 +105,7 @@ def test_sigint_stops_the_load_and_still_writes_summary_and_report(
     assert (run_dir / "report.html").is_file() and (run_dir / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_sigkill_of_the_whole_run_leaves_a_partial_run_folder_that_renders(
     erp_stack: StackState, tmp_path: Path
 ) -> None:
