@@ -239,8 +239,9 @@ def analyse_sweep(
     demand = estimate_demand(steps)
     saturation = saturation_estimate(usl, demand, cpu_limit_cores)
     warnings = [
-        f"Little's law does not hold at {s.users:g} users: throughput x response time "
-        f"{s.littles_law_concurrency:.1f} vs {s.users:g} users (ratio {s.littles_law_ratio:.2f})"
+        f"Little's law does not hold at {s.users:g} users: throughput x (response + think "
+        f"time) accounts for {s.littles_law_concurrency:.1f} users (ratio "
+        f"{s.littles_law_ratio:.2f}); the step was not steady or the loop not closed"
         for s in steps
         if s.littles_law_ok is False
     ]

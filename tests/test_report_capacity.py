@@ -11,6 +11,7 @@ import base64
 import csv
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, SCENARIOS
 from hdrh.histogram import HdrHistogram
 from markupsafe import escape
 
@@ -303,3 +304,22 @@ def test_compare_with_itself_or_a_missing_folder_exits_2(
     assert (
         code == 2 and err.strip() == f"capacity: error: {tmp_path / 'nope'}: run folder not found"
     )
+
+
+def test_littles_law_uses_the_scenario_think_time(tmp_path: Path) -> None:
+    shutil.copytree(SCENARIOS, tmp_path / "s")
+    scenario = tmp_path / "s" / "capacity-sweep.toml"
+    run_dir = write_sweep_run(tmp_path / "runs", [2, 4, 8, 12], think_s=0.1)
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**meta, "scenario_path": str(scenario)}))
+    cap = build_report(run_dir)["capacity"]
+    assert cap["think_time_s"] == pytest.approx(0.1)  # the shipped sweep waits 0.05-0.15 s
+    assert all(s["littles_law_ok"] for s in cap["steps"])
+    text = scenario.read_text().replace("wait_s = [0.05, 0.15]", "wait_s = [1.0, 1.0]")
+    scenario.write_text(text)
+    cap = build_report(run_dir)["capacity"]
+    assert cap["think_time_s"] == pytest.approx(1.0)
+    assert not any(s["littles_law_ok"] for s in cap["steps"])
+    flagged = [w for w in cap["warnings"] if w.startswith("Little's law does not hold")]
+    assert len(flagged) == 4
+    assert "INCONSISTENT" in (run_dir / "report.html").read_text()
