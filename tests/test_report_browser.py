@@ -46,9 +46,17 @@ def chromium_binary() -> str:
 def chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Headless Chromium with nothing that reaches the network or needs a display."""
     base = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
     ]
     return subprocess.run([*base, *args], capture_output=True, text=True, timeout=90)
 
@@ -67,8 +75,9 @@ def test_every_image_loads(report: Path, tmp_path: Path) -> None:
     assert expected >= 8
     page = tmp_path / "checked.html"
     page.write_text(html.replace("</body>", CHECK_SCRIPT + "\n</body>"), encoding="utf-8")
-    proc = chromium(binary, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
-                    page.as_uri())
+    proc = chromium(
+        binary, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = re.search(r'<pre id="image-check">([^<]*)</pre>', proc.stdout)
     assert found, "the check script did not run: " + proc.stdout[-500:]
@@ -79,8 +88,14 @@ def test_every_image_loads(report: Path, tmp_path: Path) -> None:
 def test_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
     binary = chromium_binary()
     shot = tmp_path / "report.png"
-    proc = chromium(binary, tmp_path / "profile", "--hide-scrollbars", "--window-size=1200,2400",
-                    f"--screenshot={shot}", report.as_uri())
+    proc = chromium(
+        binary,
+        tmp_path / "profile",
+        "--hide-scrollbars",
+        "--window-size=1200,2400",
+        f"--screenshot={shot}",
+        report.as_uri(),
+    )
     assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
     pixels = np.asarray(mpimg.imread(shot), dtype=float)[..., :3]
     assert pixels.shape[:2] == (2400, 1200)
