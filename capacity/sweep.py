@@ -333,6 +333,8 @@ def sweep_to_json(result: SweepResult) -> dict[str, Any]:
 
 def _bottleneck_phrase(b: Bottleneck) -> str:
     if b.service is None or b.resource is None:
+        if not b.evidence:
+            return "no per-service resource samples to name a bottleneck"
         return "no service's CPU or memory neared its limit"
     resource = "CPU" if b.resource == "cpu" else b.resource
     return f"first bottleneck: {b.service}'s {resource}"

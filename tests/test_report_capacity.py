@@ -323,3 +323,15 @@ def test_littles_law_uses_the_scenario_think_time(tmp_path: Path) -> None:
     flagged = [w for w in cap["warnings"] if w.startswith("Little's law does not hold")]
     assert len(flagged) == 4
     assert "INCONSISTENT" in (run_dir / "report.html").read_text()
+
+
+def test_sweep_without_resource_samples_still_reports(tmp_path: Path) -> None:
+    run_dir = write_sweep_run(tmp_path, [2, 4, 8, 12, 16])
+    (run_dir / "resources.csv").unlink()
+    cap = build_report(run_dir)["capacity"]
+    assert cap["usl"]["ok"] and cap["bottleneck"]["service"] is None
+    assert cap["headline"].endswith("no per-service resource samples to name a bottleneck.")
+    assert cap["projection"] is None and cap["saturation"]["basis"] == "usl"
+    html = (run_dir / "report.html").read_text()
+    assert 'alt="Throughput against concurrency"' in html
+    assert 'alt="CPU per service against load"' not in html
