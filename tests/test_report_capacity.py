@@ -335,3 +335,12 @@ def test_sweep_without_resource_samples_still_reports(tmp_path: Path) -> None:
     html = (run_dir / "report.html").read_text()
     assert 'alt="Throughput against concurrency"' in html
     assert 'alt="CPU per service against load"' not in html
+
+
+def test_stages_too_short_for_steady_steps_say_so(tmp_path: Path) -> None:
+    run_dir = write_sweep_run(tmp_path, [2, 4, 8, 16], hold_slices=2)
+    summary = build_report(run_dir)
+    assert "capacity" not in summary
+    html = (run_dir / "report.html").read_text()
+    assert 'id="model-reason"' in html and "fewer than 2 steady steps" in html
+    assert "fewer than 2 steady steps" in (run_dir / "report.md").read_text()

@@ -30,6 +30,7 @@ class RunData:
     resources: pd.DataFrame | None
     t0_s: float
     sweep: SweepResult | None
+    capacity_note: str | None = None
 
 
 def _scenario_think_time_s(meta: dict[str, Any]) -> float | None:
@@ -68,6 +69,7 @@ def load_run(
     tl = timeline(slices, slice_s)
     t0 = float(meta.get("load_started_at") or (tl["t_s"].min() - slice_s if not tl.empty else 0.0))
     sweep = None
+    note = None
     if _stage_count(meta) >= 2:
         host_cores = float(os.cpu_count() or 1)
         sweep = analyse_sweep(
@@ -83,7 +85,12 @@ def load_run(
         )
         if sweep is not None:
             summary["capacity"] = sweep_to_json(sweep)
-    return RunData(run_dir, meta, summary, tl, resources, t0, sweep)
+        else:
+            note = (
+                f"The load had {_stage_count(meta)} stages but fewer than 2 steady steps were "
+                "found (a step needs at least 2 slices after its first): no capacity analysis."
+            )
+    return RunData(run_dir, meta, summary, tl, resources, t0, sweep, note)
 
 
 def _charts(run: RunData) -> dict[str, list[tuple[str, str]]]:
@@ -140,7 +147,8 @@ def build_report(
         )
         sections["compare"] = [("Overlay of the two runs", overlay)] if overlay else []
     runfolder.write_json(run_dir / runfolder.SUMMARY, run.summary)
-    html = render_html(run.summary, sections)
+    html = render_html(run.summary, sections, run.capacity_note)
     (run_dir / runfolder.REPORT_HTML).write_text(html, encoding="utf-8")
-    (run_dir / runfolder.REPORT_MD).write_text(render_markdown(run.summary), encoding="utf-8")
+    markdown = render_markdown(run.summary, run.capacity_note)
+    (run_dir / runfolder.REPORT_MD).write_text(markdown, encoding="utf-8")
     return run.summary

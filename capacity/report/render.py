@@ -30,14 +30,20 @@ def error_rows(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:
     return sorted(rows, key=lambda r: -r[2])[:30]
 
 
-def render_html(summary: Mapping[str, Any], charts: ChartSections) -> str:
-    """The report page; `charts` maps a section ("capacity", "time", "compare") to charts."""
+def render_html(
+    summary: Mapping[str, Any], charts: ChartSections, capacity_note: str | None = None
+) -> str:
+    """The report page; `charts` maps a section ("capacity", "time", "compare") to charts.
+
+    `capacity_note` says why a staged run has no capacity section.
+    """
     cap = summary.get("capacity")
     comparison = summary.get("comparison")
     template = _ENV.get_template("report.html.j2")
     return template.render(
         s=summary,
         cap=cap,
+        capacity_note=capacity_note,
         charts=charts,
         headline=headline(summary),
         verdict_sentence=views.verdict_sentence(summary),
@@ -188,7 +194,7 @@ def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(summary: Mapping[str, Any]) -> str:
+def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None) -> str:
     lines = [
         f"# Capacity run {summary.get('run_id')}",
         "",
@@ -206,6 +212,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         lines.append("")
     if summary.get("capacity"):
         lines += _capacity_markdown(summary["capacity"])
+    elif capacity_note:
+        lines += ["## Capacity", "", capacity_note, ""]
     lines += ["## SLOs", ""]
     lines += _table(
         ("target", "metric", "limit", "measured", "result"),
