@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from capacity.commands.run import VERDICT_EXIT
@@ -15,11 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="render a run folder's summary and reports",
-        description="Re-make summary.json, report.html and report.md from a run folder alone "
-        "(also a partial one: a killed run is reported and marked partial). A run with two or "
-        "more load stages also gets the capacity analysis: steps, scalability fit, knee, "
-        "SLO-limited capacity, first bottleneck and a projection. "
-        "Exit code follows the verdict: 0 pass, 1 fail, 3 inconclusive.",
+        description=textwrap.fill(
+            "Re-make summary.json, report.html and report.md from a run folder alone "
+            "(also a partial one: a killed run is reported and marked partial). A run with two or "
+            "more load stages also gets the capacity analysis: steps, scalability fit, knee, "
+            "SLO-limited capacity, first bottleneck and a projection. "
+            "Exit code follows the verdict: 0 pass, 1 fail, 3 inconclusive.",
+            width=80,
+        ),
         epilog="examples: capacity report reports/20261126-220501-smoke\n"
         "  capacity report reports/NEW --compare reports/OLD --target-rps 500",
         formatter_class=argparse.RawDescriptionHelpFormatter,
