@@ -278,9 +278,14 @@ def summarize(
     partial = run_meta.get("status") != "complete"
     load_generators = load_generator_cpu(resources, window.load_start_s, window.end_s)
     arrival = arrival_totals(s for s in slices if in_steady_state(s, window))
-    reasons = run_reasons(
-        operations, slos, partial=partial, load_generators=load_generators, arrival=arrival
-    ) + list(extra_reasons)
+    workers = worker_stats(slices, run_meta)
+    reasons = (
+        run_reasons(
+            operations, slos, partial=partial, load_generators=load_generators, arrival=arrival
+        )
+        + interruption_reasons(run_meta)
+        + list(extra_reasons)
+    )
     return {
         "schema": SUMMARY_SCHEMA,
         "run_id": run_meta.get("run_id"),
@@ -297,4 +302,33 @@ def summarize(
         "slos": slos,
         "load_generators": load_generators,
         "arrival": arrival,
+        "workers": workers,
     }
+
+
+def worker_stats(
+    slices: Iterable[Mapping[str, Any]], run_meta: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Per load-generating process: requests recorded, last slice end, and whether it was lost."""
+    lost = set(run_meta.get("lost_workers") or ())
+    out: dict[str, dict[str, Any]] = {}
+    for record in slices:
+        w = out.setdefault(
+            str(record.get("worker", "")), {"requests": 0, "last_slice_end_s": 0.0, "lost": False}
+        )
+        w["requests"] += sum(int(op.get("count", 0)) for op in record.get("ops", {}).values())
+        w["last_slice_end_s"] = max(w["last_slice_end_s"], float(record["t_end_s"]))
+    for worker in lost:
+        out.setdefault(worker, {"requests": 0, "last_slice_end_s": None, "lost": True})
+        out[worker]["lost"] = True
+    return out
+
+
+def interruption_reasons(run_meta: Mapping[str, Any]) -> list[str]:
+    """A run stopped by a signal or that lost a worker did not apply the planned load."""
+    reasons = [
+        f"load generator worker {w} was lost mid-run" for w in run_meta.get("lost_workers") or ()
+    ]
+    if run_meta.get("stopped_by_signal"):
+        reasons.append(f"stopped early by {run_meta['stopped_by_signal']}")
+    return reasons

@@ -51,6 +51,7 @@ from capacity.gate import (
     SloCeiling,
     metric_value,
 )
+from capacity.validity import is_load_generator
 
 BASELINE_SCHEMA = 1
 SUMMARY_SCHEMA = 1
@@ -120,8 +121,12 @@ def read_run_metrics(run_dir: Path) -> RunMetrics:
         for target, row in raw.items():
             if not isinstance(row, dict):
                 raise ConfigError(f"{path}: key '{section}.{target}' must be an object")
-            if section == "resources" and (row.get("source") == "host" or target == "host"):
-                continue  # the whole machine, load generator included: not a service
+            if section == "resources" and (
+                row.get("source") == "host"
+                or target == "host"
+                or is_load_generator(str(row.get("source", "")), target)
+            ):
+                continue  # the machine or the load generator: not a service of the stack
             table[target] = {
                 f: _number(row.get(f), f"{path}: key '{section}.{target}.{f}'") for f in fields
             }

@@ -73,6 +73,13 @@ class _State:
 
 
 _state = _State()
+
+
+def current_recorder() -> SliceRecorder | None:
+    """This process's recorder, once Locust's init event has run (None before)."""
+    return _state.recorder
+
+
 # Called at test stop before the final slice closes, so in-flight work (Temporal completions)
 # lands in the run folder. Each hook waits cooperatively and returns when drained.
 before_final_slice: list[Callable[[], None]] = []

@@ -255,6 +255,12 @@ def test_a_worker_killed_with_sigkill_is_named_and_its_slices_kept(
     assert sum(op["count"] for r in later for op in r["ops"].values()) > 0  # the run went on
     assert (run_dir / "summary.json").exists() and (run_dir / "report.html").exists()
     assert f"(pid {victim_pid}) exited with signal SIGKILL" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["workers"][victim]["lost"] is True
+    assert summary["verdict"] == "inconclusive"
+    assert any(victim in reason for reason in summary["reasons"])
+    assert victim in (run_dir / "report.html").read_text()
+    assert victim in (run_dir / "report.md").read_text()
 
 
 def test_sigterm_stops_master_and_workers_and_keeps_the_last_slices(

@@ -342,6 +342,6 @@ def _attach(executor: ArrivalExecutor, environment: Any) -> None:
     environment.events.test_stop.add_listener(lambda **_: executor.stop())
     from capacity import locust_plugin
 
-    recorder = locust_plugin._state.recorder
+    recorder = locust_plugin.current_recorder()
     if recorder is not None:
         recorder.add_slice_field(SLICE_FIELD, executor.take_counts)

@@ -175,14 +175,21 @@ class WorkflowUser(User):
         self._bridge: AsyncioBridge = get_bridge()
         self._holder = client_holder(self.address, self.namespace)
 
-    def _fire(self, name: str, start_time: float, elapsed_ms: float, exc: Any = None) -> None:
+    def _fire(
+        self,
+        name: str,
+        start_time: float,
+        elapsed_ms: float,
+        exc: Any = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.environment.events.request.fire(
             request_type=REQUEST_TYPE,
             name=name,
             response_time=elapsed_ms,
             response_length=0,
             exception=exc,
-            context={},
+            context=context if context is not None else {},
             start_time=start_time,
             url=None,
         )
@@ -204,6 +211,7 @@ class WorkflowUser(User):
                 execution_timeout=timedelta(seconds=timeout_s),
             )
 
+        ctx = self.context()  # carries the intended start under an arrival-rate profile
         start_time = time.time()
         t0 = time.perf_counter()
         try:
@@ -216,18 +224,24 @@ class WorkflowUser(User):
                 start_time,
                 (time.perf_counter() - t0) * 1000.0,
                 exc=failure_text(exc),
+                context=ctx,
             )
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return
         self._fire(
-            f"workflow start {flow.workflow_type}", start_time, (time.perf_counter() - t0) * 1000.0
+            f"workflow start {flow.workflow_type}",
+            start_time,
+            (time.perf_counter() - t0) * 1000.0,
+            context=ctx,
         )
         InFlight.count += 1
         InFlight.longest_timeout_s = max(InFlight.longest_timeout_s, timeout_s)
-        self._bridge.spawn(lambda: self._track(handle, flow.workflow_type, start_time, t0))
+        self._bridge.spawn(lambda: self._track(handle, flow.workflow_type, start_time, t0, ctx))
 
-    async def _track(self, handle: Any, workflow_type: str, start_time: float, t0: float) -> None:
+    async def _track(
+        self, handle: Any, workflow_type: str, start_time: float, t0: float, ctx: dict[str, Any]
+    ) -> None:
         """On the loop: wait for the result, diagnose a stuck workflow, report to the hub."""
         name = f"workflow complete {workflow_type}"
         result = asyncio.ensure_future(handle.result())
@@ -249,7 +263,7 @@ class WorkflowUser(User):
         except BaseException as exc:
             error = error or failure_text(exc)
         elapsed_ms = (time.perf_counter() - t0) * 1000.0
-        self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error)
+        self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error, ctx)
 
     def _completed(
         self, name: str, start_time: float, elapsed_ms: float, error: str | None
