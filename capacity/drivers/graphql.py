@@ -123,7 +123,10 @@ class GraphQLUser(FastHttpUser):
             headers = {**headers, "traceparent": traceparent}
         with self.client.post(
             self.path,
-            data=op.body(),  # type: ignore[arg-type]  # bytes are sent as-is headers=headers, name=op.stat_name, catch_response=True
+            data=op.body(),  # type: ignore[arg-type]  # bytes are sent as-is
+            headers=headers,
+            name=op.stat_name,
+            catch_response=True,
         ) as resp:
             if resp.status_code != 200:
                 return  # non-2xx: Locust marks it failed from the status code
