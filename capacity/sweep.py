@@ -66,8 +66,10 @@ class Saturation:
 
     Two bounds: the USL's maximum, fitted to the measured curve, and the utilization law
     X <= (cores - base) / CPU-seconds per request of each service. The USL alone overshoots
-    when the data bend only a little; the utilization bound ignores contention the service
-    does not see in its own CPU time (a starved core). The lower of the two is the estimate.
+    when the data bend only a little and sags when one step was starved by a noisy
+    neighbour; the utilization bound ignores contention the service does not see in its own
+    CPU time (a starved core). When the service that sets the bound was measured at its limit
+    the bound was reached and is the estimate; otherwise the lower of the two is.
     """
 
     rps: float
@@ -148,14 +150,29 @@ def utilization_bound(
     return best_rps, best_service
 
 
+def _measured_at_limit(bottleneck: Bottleneck | None, service: str | None) -> bool:
+    if bottleneck is None or service is None:
+        return False
+    return any(
+        t.service == service and t.resource == "cpu" and t.measured for t in bottleneck.evidence
+    )
+
+
 def saturation_estimate(
     usl: UslFit,
     demand: DemandModel,
     cpu_limit_cores: Mapping[str, float] | None = None,
+    bottleneck: Bottleneck | None = None,
 ) -> Saturation:
-    """The lower of the USL maximum and the utilization-law bound (see `Saturation`)."""
+    """The saturation throughput from the USL and the utilization law (see `Saturation`).
+
+    `bottleneck` carries each service's CPU trend; a trend that reached the saturated
+    fraction of its limit in a measured step makes the utilization bound the estimate.
+    """
     usl_rps = usl.max_throughput_rps if usl.ok else math.nan
     bound_rps, service = utilization_bound(demand, cpu_limit_cores)
+    if math.isfinite(bound_rps) and _measured_at_limit(bottleneck, service):
+        return Saturation(bound_rps, "utilization law, reached", usl_rps, bound_rps, service)
     if math.isfinite(usl_rps) and not usl_rps > bound_rps:
         return Saturation(usl_rps, "usl", usl_rps, bound_rps, service)
     if math.isfinite(bound_rps):
@@ -237,7 +254,7 @@ def analyse_sweep(
     )
     bottleneck = first_bottleneck(steps, cpu_limit_cores=cpu_limit_cores)
     demand = estimate_demand(steps)
-    saturation = saturation_estimate(usl, demand, cpu_limit_cores)
+    saturation = saturation_estimate(usl, demand, cpu_limit_cores, bottleneck)
     warnings = [
         f"Little's law does not hold at {s.users:g} users: throughput x (response + think "
         f"time) accounts for {s.littles_law_concurrency:.1f} users (ratio "

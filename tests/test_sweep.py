@@ -10,7 +10,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from capacity.model import UslFit
-from capacity.planning import DemandModel, ServiceDemand
+from capacity.planning import Bottleneck, DemandModel, ResourceTrend, ServiceDemand
 from capacity.report.compare import compare_summaries, pct_change
 from capacity.scenario import OperationSlo, UserClass
 from capacity.steps import StepStats, mean_value_us, merge_histograms
@@ -94,6 +94,21 @@ def test_saturation_is_the_lower_bound() -> None:
     assert saturation_estimate(no_fit, d).basis == "utilization law"
     nothing = saturation_estimate(no_fit, demand())
     assert nothing.basis == "none" and math.isnan(nothing.rps)
+
+
+def trend(service: str, measured: bool) -> ResourceTrend:
+    return ResourceTrend(service, "cpu", 1.0, (0.5, 0.95), 0.95, 0.05, 16.0, measured)
+
+
+def test_a_bound_reached_in_a_step_beats_a_sagging_fit() -> None:
+    d = demand(**{"rules-engine": (0.0, 0.008)})
+    reached = Bottleneck("rules-engine", "cpu", 16.0, "", (trend("rules-engine", True),))
+    sat = saturation_estimate(fit(90.0), d, bottleneck=reached)
+    assert (sat.basis, sat.rps, sat.usl_rps) == ("utilization law, reached", 125.0, 90.0)
+    extrapolated = Bottleneck("rules-engine", "cpu", 30.0, "", (trend("rules-engine", False),))
+    assert saturation_estimate(fit(90.0), d, bottleneck=extrapolated).basis == "usl"
+    other = Bottleneck("gateway", "cpu", 16.0, "", (trend("gateway", True),))
+    assert saturation_estimate(fit(90.0), d, bottleneck=other).basis == "usl"
 
 
 def step(users: float, host_cores: float) -> StepStats:

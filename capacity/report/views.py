@@ -115,7 +115,12 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if not usl.get("reached_curvature"):
                 note += " (extrapolated)"
         else:
-            note = f"utilization law: {sat.get('utilization_service')} CPU at its core limit"
+            service = sat.get("utilization_service")
+            note = f"{service} CPU at its core limit"
+            if sat.get("basis") == "utilization law, reached":
+                note += " (reached in a step)"
+            if sat.get("usl_rps") is not None:
+                note += f"; USL fit {fmt(sat['usl_rps'])}"
         tiles.append(("Predicted saturation", f"{fmt(sat['rps'])} req/s", note))
     if not usl.get("ok"):
         tiles.append(("Scalability model", "not fitted", str(usl.get("reason") or "")))
