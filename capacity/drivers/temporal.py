@@ -266,10 +266,15 @@ class WorkflowUser(User):
         self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error, ctx)
 
     def _completed(
-        self, name: str, start_time: float, elapsed_ms: float, error: str | None
+        self,
+        name: str,
+        start_time: float,
+        elapsed_ms: float,
+        error: str | None,
+        ctx: dict[str, Any],
     ) -> None:
         InFlight.count -= 1
-        self._fire(name, start_time, elapsed_ms, error)
+        self._fire(name, start_time, elapsed_ms, error, context=ctx)
 
 
 async def _terminate(handle: Any, reason: str) -> None:
