@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from capacity.drivers.variables import PoolCursor, compile_variables
 from capacity.scenario import GraphQLOperation, UserClass
 
 ERRORS_MARKER = b'"errors"'
+# json.dumps with default arguments, minus its per-call keyword handling (same output).
+_encode_json = json.JSONEncoder().encode
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class CompiledOperation:
     variables: Callable[[], dict[str, Any]]
 
     def body(self) -> bytes:
-        return self.body_prefix + json.dumps(self.variables()).encode() + b"}"
+        return self.body_prefix + _encode_json(self.variables()).encode() + b"}"
 
 
 def compile_operation(op: GraphQLOperation, cursors: Mapping[str, PoolCursor]) -> CompiledOperation:
@@ -113,14 +116,23 @@ class GraphQLUser(FastHttpUser):
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.auth_header_value:
             self._headers["Authorization"] = self.auth_header_value
+        self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
+
+    def pick_operation(self) -> CompiledOperation:
+        """A weighted pick, as random.choices makes it, without its per-call set-up."""
+        if len(self.operations) == 1:
+            return self.operations[0]
+        point = random.random() * self._total_weight
+        return self.operations[bisect_right(self.cum_weights, point, 0, len(self.operations) - 1)]
 
     @task
     def run_operation(self) -> None:
-        op = random.choices(self.operations, cum_weights=self.cum_weights)[0]
+        op = self.pick_operation()
+        # This user's own dict, updated in place: the session copies headers per request.
         headers = self._headers
         traceparent = self.trace_sampler.traceparent()
         if traceparent is not None:
-            headers = {**headers, "traceparent": traceparent}
+            headers["traceparent"] = traceparent
         with self.client.post(
             self.path,
             data=op.body(),  # type: ignore[arg-type]  # bytes are sent as-is

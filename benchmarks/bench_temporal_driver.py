@@ -1,0 +1,257 @@
+"""Benchmark: Temporal workflow starts/s through the Locust driver and a plain asyncio script.
+
+Starts the embedded stack on free ports (Temporal dev server, namespace vextrus, and the
+worker in the `workflow` process), then alternates two arms over a few rounds, each in its
+own process with the same concurrency N: the Locust driver (`make_workflow_user`, N users
+with constant(0) waits) and a plain asyncio temporalio script (N coroutines starting
+workflows back to back on one Client). Both start the same two workflow types with the same
+arguments. Before every arm the previous arm's workflows are drained (none left running), so
+each arm starts against an idle server and worker. The figure compared is successful starts
+per wall second over a fixed window after a warm-up; the arm's own CPU is shown too.
+
+    .venv/bin/python benchmarks/bench_temporal_driver.py [--rounds 3] [--users 10] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from _locust_bench import (
+    ArmResult,
+    emit_and_exit,
+    load_average,
+    measure_locust,
+    median_of,
+    print_rounds,
+    process_cpu_s,
+    run_child,
+)
+
+MIN_RATIO = 0.9
+ARMS = ("locust", "asyncio")
+EXECUTION_TIMEOUT_S = 30.0
+WORKFLOWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("PurchaseOrderApproval", {"vendorId": "V-001", "amount": 1000.0, "requestedBy": "bench"}),
+    ("InvoicePosting", {"invoiceId": "INV-000001"}),
+)
+RUNNING_QUERY = 'ExecutionStatus="Running"'
+
+
+def locust_arm(args: argparse.Namespace) -> ArmResult:
+    """The driver exactly as a scenario builds it, with constant(0) waits."""
+    from locust import constant
+
+    from capacity.drivers.temporal import make_workflow_user
+    from capacity.scenario import UserClass, WorkflowLoad
+
+    spec = UserClass(
+        kind="workflows",
+        wait_s=(0.0, 0.0),
+        workflows=tuple(WorkflowLoad(name, wf_args) for name, wf_args in WORKFLOWS),
+        timeout_s=EXECUTION_TIMEOUT_S,
+    )
+    cls = make_workflow_user(spec, args.address, args.namespace, args.task_queue, {})
+    cls.wait_time = constant(0)  # type: ignore[attr-defined]
+
+    def count(stats: Any) -> tuple[int, int]:
+        starts = [e for (name, _t), e in stats.entries.items() if name.startswith("workflow start")]
+        failures = sum(e.num_failures for e in starts)
+        return sum(e.num_requests for e in starts) - failures, failures
+
+    return measure_locust("locust", [cls], args.users, args.warmup, args.window, count)
+
+
+async def asyncio_arm(args: argparse.Namespace) -> ArmResult:
+    """N coroutines starting workflows back to back on one Client; counts over the window."""
+    from temporalio.client import Client
+
+    client = await Client.connect(args.address, namespace=args.namespace)
+    started = failed = 0
+    stop = asyncio.Event()
+
+    async def starter() -> None:
+        nonlocal started, failed
+        while not stop.is_set():
+            name, wf_args = random.choice(WORKFLOWS)
+            try:
+                await client.start_workflow(
+                    name,
+                    dict(wf_args),
+                    id=f"bench-{name}-{uuid.uuid4().hex[:16]}",
+                    task_queue=args.task_queue,
+                    execution_timeout=timedelta(seconds=EXECUTION_TIMEOUT_S),
+                )
+                started += 1
+            except Exception:
+                failed += 1
+
+    tasks = [asyncio.create_task(starter()) for _ in range(args.users)]
+    await asyncio.sleep(args.warmup)
+    ok0, failed0, cpu0, wall0 = started, failed, process_cpu_s(), time.monotonic()
+    await asyncio.sleep(args.window)
+    ok1, failed1, cpu1, wall1 = started, failed, process_cpu_s(), time.monotonic()
+    stop.set()
+    await asyncio.gather(*tasks)
+    return ArmResult("asyncio", ok1 - ok0, failed1 - failed0, wall1 - wall0, cpu1 - cpu0)
+
+
+async def drain(args: argparse.Namespace) -> None:
+    """Wait until no workflow runs, so the next arm meets an idle server and worker."""
+    from temporalio.client import Client
+
+    client = await Client.connect(args.address, namespace=args.namespace)
+    deadline = time.monotonic() + args.drain_timeout
+    while (running := (await client.count_workflows(RUNNING_QUERY)).count) > 0:
+        if time.monotonic() > deadline:
+            print(f"still {running} workflows running after {args.drain_timeout:g} s", flush=True)
+            return
+        await asyncio.sleep(0.5)
+
+
+def run_drain(args: argparse.Namespace) -> float:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, *child_argv("drain", args)],
+        capture_output=True,
+        text=True,
+        timeout=args.drain_timeout + 60,
+    )
+    if proc.returncode != 0 or proc.stdout.strip():
+        raise SystemExit(f"drain failed: {(proc.stdout + proc.stderr).strip()[-1500:]}")
+    return time.monotonic() - t0
+
+
+def child_argv(arm: str, args: argparse.Namespace) -> list[str]:
+    return [
+        str(Path(__file__).resolve()),
+        "--child",
+        arm,
+        "--address",
+        args.address,
+        "--namespace",
+        args.namespace,
+        "--task-queue",
+        args.task_queue,
+        "--users",
+        str(args.users),
+        "--warmup",
+        str(args.warmup),
+        "--window",
+        str(args.window),
+        "--drain-timeout",
+        str(args.drain_timeout),
+    ]
+
+
+def run_child_mode(args: argparse.Namespace) -> None:
+    """Child process: one arm (or the drain), then leave without finalization."""
+    if args.child == "locust":
+        emit_and_exit(locust_arm(args))
+    if args.child == "asyncio":
+        emit_and_exit(asyncio.run(asyncio_arm(args)))
+    asyncio.run(drain(args))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both arms")
+    parser.add_argument("--window", type=float, default=10.0, help="measured seconds per arm")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the window")
+    parser.add_argument("--users", type=int, default=10, help="concurrent starters per arm")
+    parser.add_argument("--drain-timeout", type=float, default=180.0, help="seconds")
+    parser.add_argument("--check", action="store_true", help=f"exit 1 if ratio < {MIN_RATIO}")
+    parser.add_argument("--child", choices=(*ARMS, "drain"), help=argparse.SUPPRESS)
+    parser.add_argument("--address", help=argparse.SUPPRESS)
+    parser.add_argument("--namespace", help=argparse.SUPPRESS)
+    parser.add_argument("--task-queue", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        run_child_mode(args)
+        return 0
+
+    from capacity.stack.supervisor import StackConfig, down, pick_free_ports, up
+
+    with tempfile.TemporaryDirectory(prefix="bench-temporal-") as tmp:
+        state_dir = Path(tmp) / "stack"
+        print("starting the embedded stack on free ports ...", flush=True)
+        state = up(StackConfig(ports=pick_free_ports(), state_dir=state_dir), timeout_s=120)
+        try:
+            args.address, args.namespace = state.temporal_address, state.namespace
+            args.task_queue = state.task_queue
+            rows = measure_rounds(args)
+        finally:
+            down(state_dir)
+    print(f"load average at end: {load_average()}\n")
+    print_rounds(rows)
+    return report(rows, args.check)
+
+
+def measure_rounds(args: argparse.Namespace) -> list[tuple[int, ArmResult]]:
+    print(
+        f"Temporal {args.address} namespace {args.namespace} task queue {args.task_queue}; "
+        f"{args.rounds} rounds x {len(ARMS)} arms, {args.users} concurrent starters, "
+        f"{args.warmup:g} s warm-up + {args.window:g} s window"
+    )
+    print(f"load average at start: {load_average()}", flush=True)
+    rows: list[tuple[int, ArmResult]] = []
+    for round_no in range(1, args.rounds + 1):
+        order = ARMS if round_no % 2 else tuple(reversed(ARMS))
+        for arm in order:
+            drained_s = run_drain(args)
+            timeout_s = args.warmup + args.window + EXECUTION_TIMEOUT_S + 60
+            result = run_child(child_argv(arm, args), timeout_s=timeout_s)
+            rows.append((round_no, result))
+            print(
+                f"  round {round_no} {arm:<7} {result.per_s:7.1f} starts/s "
+                f"({result.failures} failed; drained {drained_s:.1f} s before)",
+                flush=True,
+            )
+    return rows
+
+
+def report(rows: list[tuple[int, ArmResult]], check: bool) -> int:
+    by_arm = {arm: [r for _n, r in rows if r.arm == arm] for arm in ARMS}
+    print(f"\n{'arm':<8} {'median starts/s':>16} {'median starts/CPU-s':>20} {'failures':>9}")
+    for arm, results in by_arm.items():
+        print(
+            f"{arm:<8} {median_of(results, lambda r: r.per_s):>16.1f} "
+            f"{median_of(results, lambda r: r.per_cpu_s):>20.1f} "
+            f"{sum(r.failures for r in results):>9}"
+        )
+    ratio = median_of(by_arm["locust"], lambda r: r.per_s) / median_of(
+        by_arm["asyncio"], lambda r: r.per_s
+    )
+    per_round = [
+        next(r for n, r in rows if n == k and r.arm == "locust").per_s
+        / next(r for n, r in rows if n == k and r.arm == "asyncio").per_s
+        for k in sorted({n for n, _r in rows})
+    ]
+    print(
+        f"\nratio locust/asyncio (median starts/s): {ratio:.3f}  "
+        f"(per round: {', '.join(f'{x:.3f}' for x in per_round)}; threshold {MIN_RATIO})"
+    )
+    failures = sum(r.failures for _n, r in rows)
+    if failures:
+        print(f"FAIL: {failures} failed starts; the comparison is not valid")
+    elif ratio < MIN_RATIO:
+        print(f"FAIL: ratio {ratio:.3f} is below {MIN_RATIO}")
+    else:
+        print(f"PASS: ratio {ratio:.3f} >= {MIN_RATIO}")
+    return 1 if check and (failures or ratio < MIN_RATIO) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
