@@ -120,7 +120,7 @@ def key_figures(cap: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if sat.get("basis") == "utilization law, reached":
                 note += " (reached in a step)"
             if sat.get("usl_rps") is not None:
-                note += f"; USL fit {fmt(sat['usl_rps'])}"
+                note += f"; USL fit {fmt(sat['usl_rps'])} req/s"
         tiles.append(("Predicted saturation", f"{fmt(sat['rps'])} req/s", note))
     if not usl.get("ok"):
         tiles.append(("Scalability model", "not fitted", str(usl.get("reason") or "")))
