@@ -274,8 +274,9 @@ def test_compare_two_runs(tmp_path: Path) -> None:
     expected = this["operations"][OPERATION]["rps"] / other["operations"][OPERATION]["rps"] - 1
     assert row["rps"]["change_pct"] == pytest.approx(100 * expected)
     assert row["rps"]["better"] is True and row["p95_ms"]["better"] is True  # faster, sooner
-    cap = this["comparison"]["capacity"]["max_measured_rps"]
-    assert cap["this"] > cap["other"]
+    cap = this["comparison"]["capacity"]
+    assert cap["max_measured_rps"]["this"] > cap["max_measured_rps"]["other"]
+    assert cap["saturation_rps"]["better"] is True  # 125 vs 100 req/s by the utilization law
     html = (fast / "report.html").read_text()
     assert 'id="comparison"' in html and 'alt="Overlay of the two runs"' in html
     assert "## Comparison with slow" in (fast / "report.md").read_text()

@@ -166,3 +166,8 @@ def test_percent_change_and_direction() -> None:
     assert a["rps"]["better"] is True and a["p95_ms"]["better"] is True
     assert a["p95_ms"]["change_pct"] == pytest.approx(-10.0)
     assert out["operations"]["b"]["only_in"] == "other" and out["capacity"] is None
+    tiny = compare_summaries(
+        {"operations": {"a": {"rps": 103.0}}, "resources": {}},
+        {"operations": {"a": {"rps": 100.0}}, "resources": {}},
+    )["operations"]["a"]["rps"]
+    assert tiny["change_pct"] == pytest.approx(3.0) and tiny["better"] is None  # noise

@@ -1,7 +1,8 @@
 """Side-by-side comparison of two runs' summaries: operations, resources, capacity figures.
 
 Pure: two summary documents in, a JSON-ready comparison out. Percent change is relative to
-the other (older or baseline) run, so "+20%" on p95_ms means this run is 20% slower.
+the other (older or baseline) run, so "+20%" on p95_ms means this run is 20% slower; changes
+under `NOISE_PCT` are marked neither better nor worse.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Any
 OPERATION_METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
 RESOURCE_METRICS = ("cpu_cores_mean", "mem_mb_max")
 # For these a higher value is better; for all others lower is better.
-HIGHER_IS_BETTER = frozenset({"rps", "max_rps", "max_users", "max_throughput_rps"})
+HIGHER_IS_BETTER = frozenset(
+    {"rps", "saturation_rps", "max_measured_rps", "slo_max_users", "slo_max_rps"}
+)
+# Changes smaller than this (percent) are run-to-run noise: neither better nor worse.
+NOISE_PCT = 5.0
 
 
 def pct_change(this: float | None, other: float | None) -> float | None:
@@ -28,7 +33,7 @@ def pct_change(this: float | None, other: float | None) -> float | None:
 def _row(metric: str, this: Any, other: Any) -> dict[str, Any]:
     change = pct_change(this, other)
     better = None
-    if change is not None and change != 0:
+    if change is not None and abs(change) >= NOISE_PCT:
         better = (change > 0) == (metric in HIGHER_IS_BETTER)
     return {"this": this, "other": other, "change_pct": change, "better": better}
 
@@ -50,15 +55,14 @@ def _table(
 
 def _capacity_figures(summary: Mapping[str, Any]) -> dict[str, Any]:
     cap = summary.get("capacity") or {}
-    usl = cap.get("usl") or {}
     slo = cap.get("slo_capacity") or {}
     steps = cap.get("steps") or []
     measured = [s["throughput_rps"] for s in steps if s.get("throughput_rps") is not None]
     return {
-        "max_throughput_rps": usl.get("max_throughput_rps") if usl.get("ok") else None,
+        "saturation_rps": (cap.get("saturation") or {}).get("rps"),
         "max_measured_rps": max(measured) if measured else None,
-        "max_users": slo.get("max_users"),
-        "max_rps": slo.get("max_rps"),
+        "slo_max_users": slo.get("max_users"),
+        "slo_max_rps": slo.get("max_rps"),
     }
 
 
