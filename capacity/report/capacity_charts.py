@@ -46,7 +46,7 @@ def throughput_curve(result: SweepResult) -> str | None:
         ax.plot(n, usl.predict(n), color=MODEL, lw=2, label="USL fit")
         ax.axhline(usl.max_throughput_rps, color=MODEL, ls=":", lw=1.2)
         ax.annotate(
-            f"predicted max {usl.max_throughput_rps:.0f} req/s",
+            f"USL max {usl.max_throughput_rps:.0f} req/s",
             (n[0], usl.max_throughput_rps),
             textcoords="offset points",
             xytext=(4, 4),
@@ -60,7 +60,7 @@ def throughput_curve(result: SweepResult) -> str | None:
             color="grey",
             ls="-.",
             lw=1,
-            label=f"CPU bound ({result.saturation.utilization_service})",
+            label=f"CPU bound {bound:.0f} req/s ({result.saturation.utilization_service})",
         )
     ax.plot(users, rps, "o", color=MEASURED, ms=7, label="measured steps", zorder=5)
     knee = result.throughput_knee
