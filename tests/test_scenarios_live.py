@@ -16,7 +16,7 @@ from capacity.stack.supervisor import StackState
 
 pytestmark = pytest.mark.stack
 SHIPPED = sorted(p.name for p in SCENARIOS.glob("*.toml"))
-TARGET_S = 8.0
+TARGET_S = 5.0
 
 
 def capacity(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
