@@ -148,16 +148,7 @@ def _open_run_dir(scenario: Scenario, options: Any) -> Path:
     _state.run_dir = run_dir
     if not (run_dir / runfolder.RUN_JSON).exists():
         _state.owns_run_json = True
-        runfolder.update_run_json(
-            run_dir,
-            run_id=run_dir.name,
-            scenario=scenario.name,
-            scenario_path=str(scenario.path),
-            started_at=runfolder.iso_utc(time.time()),
-            status="running",
-            warmup_s=scenario.load.warmup_s,
-            slice_s=scenario.load.slice_s,
-        )
+        runfolder.start_run_json(run_dir, scenario)
     return run_dir
 
 

@@ -77,6 +77,21 @@ def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
     return data
 
 
+def start_run_json(run_dir: Path, scenario: Any, **extra: Any) -> dict[str, Any]:
+    """Write the run.json of a new run: identity, scenario, status `running`, slice settings."""
+    return update_run_json(
+        run_dir,
+        run_id=run_dir.name,
+        scenario=scenario.name,
+        scenario_path=str(scenario.path),
+        started_at=iso_utc(time.time()),
+        status="running",
+        warmup_s=scenario.load.warmup_s,
+        slice_s=scenario.load.slice_s,
+        **extra,
+    )
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 

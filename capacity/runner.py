@@ -459,15 +459,9 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
         say("checking targets ...")
         run_preflight(scenario)
         run_dir = runfolder.create_run_dir(options.reports_root, scenario.name)
-        runfolder.update_run_json(
+        runfolder.start_run_json(
             run_dir,
-            run_id=run_dir.name,
-            scenario=scenario.name,
-            scenario_path=str(scenario.path),
-            started_at=runfolder.iso_utc(time.time()),
-            status="running",
-            warmup_s=scenario.load.warmup_s,
-            slice_s=scenario.load.slice_s,
+            scenario,
             load={
                 "users": scenario.load.peak_users,
                 "duration_s": scenario.load.total_duration_s,
