@@ -46,7 +46,8 @@ def latency_chart(timeline: pd.DataFrame, t0_s: float, warmup_end_s: float | Non
     for col, style in (("p50_ms", "-"), ("p95_ms", "-"), ("p99_ms", "--")):
         ax.plot(t, timeline[col], style, label=col.replace("_ms", ""))
     ax.set_xlabel("time since start (s)")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_yscale("log")  # one stall would flatten every other point on a linear axis
     ax.grid(alpha=0.3)
     if warmup_end_s is not None and warmup_end_s > t0_s:
         ax.axvspan(0, warmup_end_s - t0_s, color="grey", alpha=0.15, label="warm-up")
