@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -225,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the endpoint or stack started here is always stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.child:
         run_arm(args)
         return 0
