@@ -206,6 +206,22 @@ def test_unserved_workflow_type_is_reported_not_hung(erp_stack: StackState, tmp_
     assert proc.returncode == 1
 
 
+def test_task_queue_without_workers_is_reported(erp_stack: StackState, tmp_path: Path) -> None:
+    scenario = write_scenario(
+        tmp_path / "s",
+        "workflows.toml",
+        erp_stack,
+        replace={'task_queue = "vextrus-erp"': 'task_queue = "nobody-polls-this"'},
+    )
+    proc = run_locust("workflows.py", scenario, tmp_path / "run", "-u", "2", "-r", "2", "-t", "2s")
+    totals = op_totals(tmp_path / "run")
+    completes = [c for n, c in totals.items() if n.startswith("workflow complete")]
+    assert completes and all(c["failures"] == c["count"] > 0 for c in completes), totals
+    messages = [k for c in completes for k in c if k.startswith("error:")]
+    assert all("no worker polls task queue nobody-polls-this" in m for m in messages), messages
+    assert proc.returncode == 1
+
+
 def test_down_target_stops_locust_with_one_line(tmp_path: Path) -> None:
     from capacity.stack.supervisor import pick_free_ports
 

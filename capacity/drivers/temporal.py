@@ -109,8 +109,16 @@ def client_holder(address: str, namespace: str) -> ClientHolder:
     return _holders[key]
 
 
-async def diagnose_stuck(handle: Any, task_queue: str, workflow_type: str) -> str | None:
-    """Why a workflow makes no progress, read from its history; None if it is progressing."""
+async def diagnose_stuck(
+    client: Any, handle: Any, namespace: str, task_queue: str, workflow_type: str
+) -> str | None:
+    """Why a workflow makes no progress; None if it progresses or merely waits in a backlog.
+
+    A worker that does not know the type leaves WorkflowTaskFailed events in the history. A
+    workflow whose first task never started is unserved only if no worker polls the task
+    queue at all; with pollers present it is waiting behind a backlog, which is load, not a
+    fault, and its latency is what the run should report.
+    """
     from temporalio.api.enums.v1 import EventType
 
     task_started = False
@@ -121,9 +129,25 @@ async def diagnose_stuck(handle: Any, task_queue: str, workflow_type: str) -> st
             return f"workflow type {workflow_type} not served on task queue {task_queue}: {detail}"
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
             task_started = True
-    if not task_started:
-        return f"no worker polls task queue {task_queue} (workflow type {workflow_type})"
-    return None
+    if task_started or await has_pollers(client, namespace, task_queue):
+        return None
+    return f"no worker polls task queue {task_queue} (workflow type {workflow_type})"
+
+
+async def has_pollers(client: Any, namespace: str, task_queue: str) -> bool:
+    """Whether any worker polled the workflow task queue recently (server's own view)."""
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return len(response.pollers) > 0
 
 
 def failure_text(exc: BaseException) -> str:
@@ -257,14 +281,15 @@ class WorkflowUser(User):
                 # each one's history, the very load that made them slow (halved starts/s).
                 await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
             elif not done:
-                problem = await diagnose_stuck(handle, self.task_queue, workflow_type)
-                if problem is None:
-                    _last_served_s[served_key] = time.monotonic()
+                problem = await diagnose_stuck(
+                    await self._holder.get(), handle, self.namespace, self.task_queue, workflow_type
+                )
                 if problem is not None:
                     result.cancel()
                     error = problem
                     await _terminate(handle, problem)
                 else:
+                    _last_served_s[served_key] = time.monotonic()
                     await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
             if error is None:
                 result.result()
