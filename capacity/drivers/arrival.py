@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import gevent
@@ -172,7 +173,7 @@ class ArrivalExecutor:
             raise ConfigError("arrival-rate load needs at least one user class with weight > 0")
         self.stages = tuple(stages)
         self.class_names = list(weights)
-        self._cum_weights = list(_cumulative(list(weights.values())))
+        self._cum_weights = list(accumulate(weights.values()))
         self.late_after_s = late_after_s
         self.drop_after_s = drop_after_s
         self._clock = clock
@@ -271,13 +272,6 @@ class ArrivalExecutor:
             return None
         counts, self._since_slice = self._since_slice, ArrivalCounts()
         return counts.as_dict()
-
-
-def _cumulative(weights: Sequence[int]) -> Iterator[int]:
-    total = 0
-    for w in weights:
-        total += w
-        yield total
 
 
 def make_arrival_user(base: type, executor: ArrivalExecutor, class_name: str) -> type:

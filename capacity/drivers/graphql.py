@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -86,7 +87,7 @@ def make_graphql_user(
             "weight": spec.weight,
             "wait_time": between(*spec.wait_s),
             "operations": operations,
-            "cum_weights": _cumulative(weights),
+            "cum_weights": list(accumulate(weights)),
             "trace_sampler": sampler,
             "auth_header_value": auth_header,
             "network_timeout": spec.timeout_s,
@@ -94,14 +95,6 @@ def make_graphql_user(
             "abstract": False,
         },
     )
-
-
-def _cumulative(weights: Sequence[int]) -> list[int]:
-    total, out = 0, []
-    for w in weights:
-        total += w
-        out.append(total)
-    return out
 
 
 class GraphQLUser(FastHttpUser):

@@ -7,6 +7,7 @@ import json
 import math
 import random
 from collections.abc import Mapping
+from itertools import accumulate
 from typing import Any
 
 from locust import FastHttpUser, between, task
@@ -53,19 +54,11 @@ def make_rules_user(spec: UserClass, rules_url: str, name: str = "RulesUser") ->
             "wait_time": between(*spec.wait_s),
             "rule_sets": spec.rule_sets,
             "cases": cases,
-            "cum_weights": _cumulative([rs.weight for rs in spec.rule_sets]),
+            "cum_weights": list(accumulate(rs.weight for rs in spec.rule_sets)),
             "network_timeout": spec.timeout_s,
             "abstract": False,
         },
     )
-
-
-def _cumulative(weights: list[int]) -> list[int]:
-    out, total = [], 0
-    for w in weights:
-        total += w
-        out.append(total)
-    return out
 
 
 class RulesUser(FastHttpUser):

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import accumulate
 from typing import Any
 
 import gevent
@@ -168,10 +169,6 @@ def make_workflow_user(
         CompiledWorkflow(w.workflow_type, compile_variables(w.args, cursors), w.weight)
         for w in spec.workflows
     ]
-    cum, total = [], 0
-    for f in flows:
-        total += f.weight
-        cum.append(total)
     return type(
         name,
         (WorkflowUser,),
@@ -179,7 +176,7 @@ def make_workflow_user(
             "weight": spec.weight,
             "wait_time": between(*spec.wait_s),
             "flows": flows,
-            "cum_weights": cum,
+            "cum_weights": list(accumulate(f.weight for f in flows)),
             "address": address,
             "namespace": namespace,
             "task_queue": task_queue,
