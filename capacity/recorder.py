@@ -147,10 +147,11 @@ class SliceRecorder:
         self.total_requests += 1
         if exception is not None:
             op.failures += 1
-            if len(op.errors) < MAX_ERROR_KEYS:
-                op.errors[error_key(exception)] += 1
+            key = error_key(exception)
+            if key in op.errors or len(op.errors) < MAX_ERROR_KEYS:
+                op.errors[key] += 1
             else:
-                op.errors["other"] += 1
+                op.errors["other"] += 1  # a known kind keeps counting under its own name
         if context:
             if context.get("partial"):
                 op.partial += 1
