@@ -18,6 +18,7 @@ from capacity.errors import ConfigError, TargetUnreachable
 from capacity.scenario import Scenario
 
 INTROSPECTION_TIMEOUT_S = 10.0
+INTROSPECTION_ATTEMPTS = 3
 # Targets are addressed directly: a proxy from the environment must never relay load traffic.
 DIRECT_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -84,13 +85,22 @@ def fetch_schema(gateway_url: str, headers: Mapping[str, str] | None = None) -> 
         headers={"Content-Type": "application/json", **(headers or {})},
         method="POST",
     )
-    try:
-        with DIRECT_OPENER.open(req, timeout=INTROSPECTION_TIMEOUT_S) as resp:
-            doc = json.loads(resp.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TargetUnreachable(
-            f"target gateway at {gateway_url}: schema introspection failed: {exc}"
-        ) from None
+    for attempt in range(1, INTROSPECTION_ATTEMPTS + 1):
+        try:
+            with DIRECT_OPENER.open(req, timeout=INTROSPECTION_TIMEOUT_S) as resp:
+                doc = json.loads(resp.read())
+            break
+        except urllib.error.HTTPError as exc:
+            # A 5xx can be one unlucky request to a busy or fault-injecting gateway; a 4xx
+            # (auth, wrong path) will not change on retry.
+            if exc.code < 500 or attempt == INTROSPECTION_ATTEMPTS:
+                raise TargetUnreachable(
+                    f"target gateway at {gateway_url}: schema introspection failed: {exc}"
+                ) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise TargetUnreachable(
+                f"target gateway at {gateway_url}: schema introspection failed: {exc}"
+            ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), dict):
         raise TargetUnreachable(f"target gateway at {gateway_url}: introspection returned no data")
     return build_client_schema(doc["data"])

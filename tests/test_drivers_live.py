@@ -125,8 +125,18 @@ def test_graphql_faults_are_counted_exactly(
     scenario = write_scenario(tmp_path / "s", "graphql.toml", erp_stack)
     before = injected(erp_stack, "gateway")
     admin(erp_stack, "gateway", "tuning", {"error_rate": 0.1, "graphql_error_rate": 0.2})
+    # --no-preflight: the injected 500s would also hit the schema introspection before load.
     proc = run_locust(
-        "graphql_ops.py", scenario, tmp_path / "run", "-u", "8", "-r", "8", "-t", "6s"
+        "graphql_ops.py",
+        scenario,
+        tmp_path / "run",
+        "-u",
+        "8",
+        "-r",
+        "8",
+        "-t",
+        "6s",
+        "--no-preflight",
     )
     admin(erp_stack, "gateway", "tuning", {"error_rate": 0.0, "graphql_error_rate": 0.0})
     after = injected(erp_stack, "gateway")
