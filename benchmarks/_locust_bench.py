@@ -123,3 +123,23 @@ def print_rounds(rows: Sequence[tuple[int, ArmResult]]) -> None:
             f"{round_no:>5} {r.arm:<8} {r.count:>8} {r.failures:>5} {r.wall_s:>7.2f} "
             f"{r.cpu_s:>7.2f} {r.cpu_cores:>6.2f} {r.per_s:>9.1f} {r.per_cpu_s:>10.1f}"
         )
+
+
+MIN_RATIO = 0.9  # both driver benchmarks: the driver keeps 90% of its plain baseline
+
+
+def print_verdict(
+    label: str, ratio: float, per_round: list[float], failures: int, what: str, check: bool
+) -> int:
+    """Print the ratio line and PASS/FAIL against MIN_RATIO; the exit code under --check."""
+    print(
+        f"\nratio {label}: {ratio:.3f}  "
+        f"(per round: {', '.join(f'{x:.3f}' for x in per_round)}; threshold {MIN_RATIO})"
+    )
+    if failures:
+        print(f"FAIL: {failures} failed {what}; the comparison is not valid")
+    elif ratio < MIN_RATIO:
+        print(f"FAIL: ratio {ratio:.3f} is below {MIN_RATIO}")
+    else:
+        print(f"PASS: ratio {ratio:.3f} >= {MIN_RATIO}")
+    return 1 if check and (failures or ratio < MIN_RATIO) else 0

@@ -31,19 +31,20 @@ from pathlib import Path
 from typing import Any
 
 from _locust_bench import (
+    MIN_RATIO,
     ArmResult,
     emit_and_exit,
     load_average,
     measure_locust,
     median_of,
     print_rounds,
+    print_verdict,
     run_child,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = REPO_ROOT / "scenarios" / "graphql.toml"
 GRAPHQL_PATH = "/graphql"
-MIN_RATIO = 0.9
 ARMS = ("driver", "raw")
 # What the gateway answers GetCustomer with, minus the per-customer values.
 RESPONSE_BODY = (
@@ -274,18 +275,15 @@ def report(rows: list[tuple[int, ArmResult]], check: bool) -> int:
         / next(r for n, r in rows if n == k and r.arm == "raw").per_cpu_s
         for k in rounds
     ]
-    print(
-        f"\nratio driver/raw (median req per Locust CPU second): {ratio:.3f}  "
-        f"(per round: {', '.join(f'{x:.3f}' for x in per_round)}; threshold {MIN_RATIO})"
-    )
     failures = sum(r.failures for _n, r in rows)
-    if failures:
-        print(f"FAIL: {failures} failed requests; the comparison is not valid")
-    elif ratio < MIN_RATIO:
-        print(f"FAIL: ratio {ratio:.3f} is below {MIN_RATIO}")
-    else:
-        print(f"PASS: ratio {ratio:.3f} >= {MIN_RATIO}")
-    return 1 if check and (failures or ratio < MIN_RATIO) else 0
+    return print_verdict(
+        "driver/raw (median req per Locust CPU second)",
+        ratio,
+        per_round,
+        failures,
+        "requests",
+        check,
+    )
 
 
 if __name__ == "__main__":

@@ -29,17 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from _locust_bench import (
+    MIN_RATIO,
     ArmResult,
     emit_and_exit,
     load_average,
     measure_locust,
     median_of,
     print_rounds,
+    print_verdict,
     process_cpu_s,
     run_child,
 )
 
-MIN_RATIO = 0.9
 ARMS = ("locust", "asyncio")
 EXECUTION_TIMEOUT_S = 30.0
 WORKFLOWS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -255,18 +256,10 @@ def report(rows: list[tuple[int, ArmResult]], check: bool) -> int:
         / next(r for n, r in rows if n == k and r.arm == "asyncio").per_s
         for k in sorted({n for n, _r in rows})
     ]
-    print(
-        f"\nratio locust/asyncio (median starts/s): {ratio:.3f}  "
-        f"(per round: {', '.join(f'{x:.3f}' for x in per_round)}; threshold {MIN_RATIO})"
-    )
     failures = sum(r.failures for _n, r in rows)
-    if failures:
-        print(f"FAIL: {failures} failed starts; the comparison is not valid")
-    elif ratio < MIN_RATIO:
-        print(f"FAIL: ratio {ratio:.3f} is below {MIN_RATIO}")
-    else:
-        print(f"PASS: ratio {ratio:.3f} >= {MIN_RATIO}")
-    return 1 if check and (failures or ratio < MIN_RATIO) else 0
+    return print_verdict(
+        "locust/asyncio (median starts/s)", ratio, per_round, failures, "starts", check
+    )
 
 
 if __name__ == "__main__":
