@@ -99,6 +99,20 @@ def test_absolute_floor_keeps_tiny_latencies_from_regressing() -> None:
     assert "absolute floor" in check.evidence
 
 
+def test_idle_service_cpu_wander_is_below_the_cpu_floor() -> None:
+    # Seen in CI: the idle Temporal server of a rules-only gate run, three runs a side.
+    base = [0.0057, 0.0041, 0.0068]
+    current = [0.0267, 0.0049, 0.0301]
+    check = compare("service", "temporal", "cpu_cores_mean", base, current, CONFIG)
+    assert check.verdict == Verdict.PASS
+    assert "absolute floor 0.05 cores" in check.evidence
+    # The same relative shift on a loaded service (0.3 -> 1.4 cores) is still judged.
+    loaded = compare(
+        "service", "temporal", "cpu_cores_mean", scaled(base, 50), scaled(current, 50), CONFIG
+    )
+    assert loaded.verdict != Verdict.PASS
+
+
 def test_zero_baseline_is_an_infinite_change_not_a_crash() -> None:
     base = [0.0] * 6
     current = [0.2, 0.21, 0.19, 0.2, 0.22, 0.18]
