@@ -95,12 +95,56 @@ def run_child(argv: Sequence[str], timeout_s: float) -> ArmResult:
     proc = subprocess.run(
         [sys.executable, *argv], capture_output=True, text=True, timeout=timeout_s
     )
-    for line in reversed(proc.stdout.splitlines()):
+    return parse_result(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def parse_result(argv: Sequence[str], returncode: int, stdout: str, stderr: str) -> ArmResult:
+    """The child's result line, or an error with the end of its output."""
+    for line in reversed(stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             return ArmResult(**json.loads(line[len(RESULT_PREFIX) :]))
-    tail = (proc.stdout[-1500:] + proc.stderr[-1500:]).strip()
+    tail = (stdout[-1500:] + stderr[-1500:]).strip()
     arm = " ".join(argv[1:])
-    raise RuntimeError(f"arm {arm} exited {proc.returncode} without a result:\n{tail}")
+    raise RuntimeError(f"arm {arm} exited {returncode} without a result:\n{tail}")
+
+
+def run_children_together(
+    argvs: Sequence[Sequence[str]], timeout_s: float, cpus: set[int] | None
+) -> list[ArmResult]:
+    """Run arms at the same time, optionally all pinned to `cpus`; results in argv order.
+
+    Arms measured side by side share whatever the machine does during the window (other
+    tenants, frequency changes, a noisy neighbour), so their ratio cancels it; run one after
+    the other on this shared VM, the same arm's rate moved by 30% from window to window.
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+        for argv in argvs
+    ]
+    results = []
+    for argv, proc in zip(argvs, procs, strict=True):
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"arm {' '.join(argv[1:])} took over {timeout_s:.0f} s") from None
+        results.append(parse_result(argv, proc.returncode, out, err))
+    return results
+
+
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, load-generator CPU) when there are 2+ CPUs: the arms share the last one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return set(cpus[:-1]), {cpus[-1]}
 
 
 def load_average() -> str:

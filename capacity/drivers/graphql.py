@@ -1,7 +1,8 @@
 """GraphQL driver: FastHttpUser posting pre-built documents, one stat per operation.
 
-The request body is assembled from a pre-serialised prefix (query and operation name) and
-the variables, so the per-request cost stays close to a raw FastHttpUser POST. A 200 response
+The request body is a JSON template serialised once; per request only the data-pool values
+are filled in (see `json_template`), so the per-request cost stays close to a raw
+FastHttpUser POST. A 200 response
 whose body holds `errors` is a failure carrying the first message and `extensions.code`; one
 with both `data` and `errors` is also marked partial for the summary.
 """
@@ -14,37 +15,29 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, task
 
+from capacity.drivers.json_template import compile_json
+from capacity.drivers.lean_http import ACCEPT_ENCODING, send_checked
 from capacity.drivers.tracing import TraceSampler
-from capacity.drivers.variables import PoolCursor, compile_variables
+from capacity.drivers.variables import PoolCursor
 from capacity.scenario import GraphQLOperation, UserClass
 
 ERRORS_MARKER = b'"errors"'
-# json.dumps with default arguments, minus its per-call keyword handling (same output).
-_encode_json = json.JSONEncoder().encode
 
 
 @dataclass(frozen=True)
 class CompiledOperation:
     stat_name: str
-    body_prefix: bytes
-    variables: Callable[[], dict[str, Any]]
-
-    def body(self) -> bytes:
-        return self.body_prefix + _encode_json(self.variables()).encode() + b"}"
+    body: Callable[[], bytes]
 
 
 def compile_operation(op: GraphQLOperation, cursors: Mapping[str, PoolCursor]) -> CompiledOperation:
-    prefix = json.dumps({"query": op.document, "operationName": op.operation_name})
-    return CompiledOperation(
-        stat_name=f"graphql {op.operation_name}",
-        body_prefix=(prefix[:-1] + ', "variables": ').encode(),
-        variables=compile_variables(op.variables, cursors),
-    )
+    """The operation's request body as a template: `json.dumps` of query, name and variables."""
+    template = {"query": op.document, "operationName": op.operation_name, "variables": op.variables}
+    return CompiledOperation(f"graphql {op.operation_name}", compile_json(template, cursors))
 
 
 def graphql_failure(content: bytes) -> tuple[str | None, bool]:
@@ -106,9 +99,14 @@ class GraphQLUser(FastHttpUser):
     auth_header_value: str | None = None
 
     def on_start(self) -> None:
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.auth_header_value:
-            self._headers["Authorization"] = self.auth_header_value
+            headers["Authorization"] = self.auth_header_value
+        elif self.client.auth_header:  # credentials in the gateway URL, as Locust sends them
+            headers["Authorization"] = self.client.auth_header
+        headers.setdefault(*ACCEPT_ENCODING)
+        self._headers = headers
+        self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
 
     def pick_operation(self) -> CompiledOperation:
@@ -121,22 +119,18 @@ class GraphQLUser(FastHttpUser):
     @task
     def run_operation(self) -> None:
         op = self.pick_operation()
-        # This user's own dict, updated in place: the session copies headers per request.
+        # This user's own dict, updated in place: geventhttpclient copies headers per request.
         headers = self._headers
         traceparent = self.trace_sampler.traceparent()
         if traceparent is not None:
             headers["traceparent"] = traceparent
-        with self.client.post(
-            self.path,
-            data=op.body(),  # type: ignore[arg-type]  # bytes are sent as-is
-            headers=headers,
-            name=op.stat_name,
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200:
-                return  # non-2xx: Locust marks it failed from the status code
-            failure, partial = graphql_failure(resp.content or b"")
-            if failure is not None:
-                if partial:
-                    resp.request_meta["context"]["partial"] = True
-                resp.failure(failure)
+        send_checked(
+            self.client,
+            "POST",
+            self._url,
+            op.body(),
+            headers,
+            op.stat_name,
+            self.context(),
+            graphql_failure,
+        )

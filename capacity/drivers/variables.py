@@ -14,7 +14,7 @@ from typing import Any
 
 from capacity.scenario import DataPool
 
-_CASTS: dict[str, Callable[[str], Any]] = {
+CASTS: dict[str, Callable[[str], Any]] = {
     "int": int,
     "float": float,
     "bool": lambda v: v.strip().lower() in ("1", "true", "yes"),
@@ -37,7 +37,7 @@ class PoolCursor:
         return next(self._cycle)
 
 
-def _is_ref(value: Any) -> bool:
+def is_ref(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
@@ -61,7 +61,7 @@ def _contains_ref(value: Any) -> bool:
         return any(_contains_ref(v) for v in value.values())
     if isinstance(value, list):
         return any(_contains_ref(v) for v in value)
-    return _is_ref(value)
+    return is_ref(value)
 
 
 def _fill(value: Any, cursors: Mapping[str, PoolCursor], rows: dict[str, Mapping[str, str]]) -> Any:
@@ -69,11 +69,11 @@ def _fill(value: Any, cursors: Mapping[str, PoolCursor], rows: dict[str, Mapping
         return {k: _fill(v, cursors, rows) for k, v in value.items()}
     if isinstance(value, list):
         return [_fill(v, cursors, rows) for v in value]
-    if not _is_ref(value):
+    if not is_ref(value):
         return value
     ref, _, cast = value[2:-1].partition(":")
     pool, _, column = ref.partition(".")
     row = rows.get(pool)
     if row is None:
         row = rows[pool] = cursors[pool].next_row()
-    return _CASTS[cast](row[column])
+    return CASTS[cast](row[column])

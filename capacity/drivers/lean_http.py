@@ -1,0 +1,73 @@
+"""One request on a Locust FastHttpSession, checked and reported once, at the least CPU.
+
+`FastHttpSession.request(..., catch_response=True)` builds a context dict, copies the headers,
+matches the URL against a regexp, wraps the response in a `ResponseContextManager` and checks
+the status twice on every request: about 3.5% of a Locust core at a few thousand requests/s
+(benchmarks/bench_graphql_driver.py). `send_checked` sends through the same session (same
+connection pool, timeouts, retries and error responses) and fires the same `request` event
+with the same fields Locust fires, so Locust's stats, the web UI and the run recorder see no
+difference, but does only what a driver with pre-built headers and a body check needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
+from locust.exception import CatchResponseError
+
+# What FastHttpSession adds to every request that does not set it: the same bytes on the wire.
+ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")
+
+BodyCheck = Callable[[bytes], tuple[str | None, bool]]
+"""(failure message or None, partial) for a 200 response's body."""
+
+
+def send_checked(
+    session: FastHttpSession,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    name: str,
+    context: dict[str, Any],
+    check: BodyCheck,
+) -> None:
+    """Send one request and fire one `request` event; a failed body check is a failure.
+
+    `url` is absolute and `headers` complete (including Accept-Encoding); non-2xx statuses and
+    connection errors fail as they do in Locust. A partial answer sets `context["partial"]`.
+    """
+    start_time = time.time()
+    started = time.perf_counter()
+    response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
+    exception: Exception | None = None
+    length = 0
+    content = None
+    try:
+        content = response.content
+        length = len(content) if content else 0
+    except FAILURE_EXCEPTIONS as e:  # the body could not be read: as Locust reports it
+        exception = e
+    response_time_ms = (time.perf_counter() - started) * 1000
+    if exception is None:
+        exception = getattr(response, "error", None)  # non-2xx or no connection
+    if exception is None and content and response.status_code == 200:
+        failure, partial = check(content)
+        if failure is not None:
+            exception = CatchResponseError(failure)
+            if partial:
+                context = {**context, "partial": True}
+    session.request_event.fire(
+        request_type=method,
+        name=name,
+        context=context,
+        response=response,
+        exception=exception,
+        start_time=start_time,
+        url=url,
+        response_length=length,
+        response_time=response_time_ms,
+    )
