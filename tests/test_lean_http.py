@@ -174,3 +174,17 @@ def test_connection_refused_is_one_failure_like_locusts(server: str) -> None:
     lean_event = via_lean(dead, "/ok", b"{}", {})
     assert lean_event["exception"] is not None
     assert comparable(lean_event) == comparable(locust_event)
+
+
+def test_rules_outcome_check() -> None:
+    from capacity.drivers.rules import outcome_check
+
+    check = outcome_check({"vatRate": 0.2, "exempt": False})
+    assert check(b'{"outcome": {"vatRate": 0.2, "exempt": false, "x": 1}}') == (None, False)
+    assert check(b'{"outcome": {"vatRate": 0.1, "exempt": false}}') == (
+        "wrong outcome: vatRate expected 0.2, got 0.1",
+        False,
+    )
+    assert check(b"") == ("invalid JSON from rules engine", False)
+    assert check(b"[1]") == ("invalid JSON from rules engine", False)
+    assert outcome_check(None)(b"not json") == (None, False)

@@ -54,8 +54,8 @@ def send_checked(
     response_time_ms = (time.perf_counter() - started) * 1000
     if exception is None:
         exception = getattr(response, "error", None)  # non-2xx or no connection
-    if exception is None and content and response.status_code == 200:
-        failure, partial = check(content)
+    if exception is None and response.status_code == 200:
+        failure, partial = check(content or b"")
         if failure is not None:
             exception = CatchResponseError(failure)
             if partial:

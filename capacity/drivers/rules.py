@@ -12,6 +12,7 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
+from capacity.drivers.lean_http import ACCEPT_ENCODING, BodyCheck, send_checked
 from capacity.scenario import RuleSetLoad, UserClass
 
 
@@ -34,12 +35,34 @@ def outcome_mismatch(expect: Mapping[str, Any] | None, outcome: Any) -> str | No
     return None
 
 
+def _no_check(_content: bytes) -> tuple[str | None, bool]:
+    return None, False
+
+
+def outcome_check(expect: Mapping[str, Any] | None) -> BodyCheck:
+    """The body check of one case: its `outcome` must match `expect` (no check without one)."""
+    if expect is None:
+        return _no_check
+
+    def check(content: bytes) -> tuple[str | None, bool]:
+        try:
+            outcome = json.loads(content).get("outcome")
+        except (ValueError, AttributeError):
+            return "invalid JSON from rules engine", False
+        return outcome_mismatch(expect, outcome), False
+
+    return check
+
+
 def make_rules_user(spec: UserClass, rules_url: str, name: str = "RulesUser") -> type:
     cases = [
         (
             f"rules {rs.rule_set}",
             [
-                (json.dumps({"ruleSet": rs.rule_set, "facts": dict(c.facts)}).encode(), c.expect)
+                (
+                    json.dumps({"ruleSet": rs.rule_set, "facts": dict(c.facts)}).encode(),
+                    outcome_check(c.expect),
+                )
                 for c in rs.cases
             ],
         )
@@ -64,28 +87,22 @@ def make_rules_user(spec: UserClass, rules_url: str, name: str = "RulesUser") ->
 class RulesUser(FastHttpUser):
     abstract = True
     rule_sets: tuple[RuleSetLoad, ...] = ()
-    cases: list[tuple[str, list[tuple[bytes, Mapping[str, Any] | None]]]] = []
+    cases: list[tuple[str, list[tuple[bytes, BodyCheck]]]] = []
     cum_weights: list[int] = []
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
+
+    def on_start(self) -> None:
+        headers = dict(self.headers)
+        if self.client.auth_header:  # credentials in the rules-engine URL, as Locust sends them
+            headers["Authorization"] = self.client.auth_header
+        headers.setdefault(*ACCEPT_ENCODING)
+        self._headers = headers
+        self._url = f"{self.client.base_url}/evaluate"
 
     @task
     def evaluate(self) -> None:
         stat_name, bodies = random.choices(self.cases, cum_weights=self.cum_weights)[0]
-        body, expect = random.choice(bodies)
-        with self.client.post(
-            "/evaluate",
-            data=body,  # type: ignore[arg-type]  # bytes are sent as-is
-            headers=self.headers,
-            name=stat_name,
-            catch_response=True,
-        ) as resp:
-            if resp.status_code != 200 or expect is None:
-                return
-            try:
-                outcome = json.loads(resp.content or b"").get("outcome")
-            except (ValueError, AttributeError):
-                resp.failure("invalid JSON from rules engine")
-                return
-            mismatch = outcome_mismatch(expect, outcome)
-            if mismatch:
-                resp.failure(mismatch)
+        body, check = random.choice(bodies)
+        send_checked(
+            self.client, "POST", self._url, body, self._headers, stat_name, self.context(), check
+        )
