@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import accumulate
@@ -36,6 +36,9 @@ UNSERVED_CHECK_S = 5.0
 # (task queue, workflow type) -> monotonic time it was last seen served (a workflow completed,
 # or a diagnosis found one progressing). Touched only on the bridge's loop.
 _last_served_s: dict[tuple[str, str], float] = {}
+# (task queue, workflow type) -> the diagnosis in flight or made in the last check period, so
+# a thousand stuck workflows of one type cost one history fetch, not a thousand.
+_diagnoses: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
 
 class InFlight:
@@ -278,8 +281,9 @@ class WorkflowUser(User):
                 # each one's history, the very load that made them slow (halved starts/s).
                 await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
             elif not done:
-                problem = await diagnose_stuck(
-                    await self._holder.get(), handle, self.namespace, self.task_queue, workflow_type
+                problem = await shared_diagnosis(
+                    served_key,
+                    lambda: self._diagnose(handle, workflow_type),
                 )
                 if problem is not None:
                     result.cancel()
@@ -298,6 +302,10 @@ class WorkflowUser(User):
         elapsed_ms = (time.perf_counter() - t0) * 1000.0
         self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error, ctx)
 
+    async def _diagnose(self, handle: Any, workflow_type: str) -> str | None:
+        client = await self._holder.get()
+        return await diagnose_stuck(client, handle, self.namespace, self.task_queue, workflow_type)
+
     def _completed(
         self,
         name: str,
@@ -314,6 +322,30 @@ def served_recently(key: tuple[str, str]) -> bool:
     """Whether this workflow type was seen served on its task queue in the last check period."""
     seen_s = _last_served_s.get(key)
     return seen_s is not None and time.monotonic() - seen_s < UNSERVED_CHECK_S
+
+
+async def shared_diagnosis(
+    key: tuple[str, str], diagnose: Callable[[], Awaitable[str | None]]
+) -> str | None:
+    """One diagnosis per (task queue, type) per check period, its verdict shared by all.
+
+    Workflows of one type stuck at once share a cause (no poller, a worker without the type),
+    and fetching each one's history under load is itself load on the server.
+    """
+    shared = _diagnoses.get(key)
+    if shared is None:
+        shared = _diagnoses[key] = asyncio.ensure_future(diagnose())
+        loop = asyncio.get_running_loop()
+
+        def forget(done: asyncio.Future[str | None]) -> None:
+            def drop() -> None:
+                if _diagnoses.get(key) is done:
+                    del _diagnoses[key]
+
+            loop.call_later(UNSERVED_CHECK_S, drop)
+
+        shared.add_done_callback(forget)
+    return await asyncio.shield(shared)
 
 
 async def _terminate(handle: Any, reason: str) -> None:
