@@ -58,6 +58,13 @@ def run_window(
     return RunWindow(start, start + warmup_s, end)
 
 
+def run_window_of(slices: Sequence[Mapping[str, Any]], run_meta: Mapping[str, Any]) -> RunWindow:
+    """The run's window from its slices and `run.json` (warm-up, load start)."""
+    warmup_s = float(run_meta.get("warmup_s", 0.0) or 0.0)
+    load_start = run_meta.get("load_started_at")
+    return run_window(slices, warmup_s, float(load_start) if load_start else None)
+
+
 def in_steady_state(record: Mapping[str, Any], window: RunWindow) -> bool:
     """A slice counts once its midpoint is past the warm-up."""
     mid = (float(record["t_start_s"]) + float(record["t_end_s"])) / 2.0
@@ -270,8 +277,7 @@ def summarize(
 ) -> dict[str, Any]:
     """The `summary.json` document for a run (see README for its fields)."""
     warmup_s = float(run_meta.get("warmup_s", 0.0) or 0.0)
-    load_start = run_meta.get("load_started_at")
-    window = run_window(slices, warmup_s, float(load_start) if load_start else None)
+    window = run_window_of(slices, run_meta)
     operations = operation_stats(slices, window)
     res = resource_stats(resources, window)
     slos = check_slos(operations, res, operation_slos, service_slos)

@@ -2,10 +2,17 @@
 
 The server (tests/servers.py, its own process) sleeps a lognormal delay per request and
 returns the service time it measured. True client-side percentiles are the exact percentiles
-of those service times plus the loopback overhead, calibrated per request as the median of
-(Locust's exact response time - the server's service time) over the same run. The recorder's
-P95 and P99 (from the run folder, through the analysis) must be within 1% or 0.5 ms of them,
-with the load generator under half a core. Locust's own rounded percentiles are printed beside.
+of those service times plus the loopback overhead, calibrated as the median of (Locust's exact
+response time - the server's service time) over the same requests. Over the steady state
+(after the scenario's warm-up, as the summary reports it), the recorder's P95 and P99 (from
+the run folder, through the analysis) must be within 1% or 0.5 ms of them, with the load
+generator under half a core. Locust's own rounded percentiles are printed beside.
+
+Server and load generator share one CPU: on this VM a wake-up across vCPUs adds 1-5 ms to
+some round trips (measured: overhead P99 5.1 ms on two CPUs against 1.0 ms on one, 1 ms scale),
+which is the machine's jitter, not the recorder's error. The first requests of 150 users
+spawned at once carry ~45 ms of connection set-up; the warm-up keeps them out, as it does
+in a real run.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +29,7 @@ import pytest
 from servers import running_server
 
 from capacity import runfolder
-from capacity.analysis import summarize
+from capacity.analysis import in_steady_state, run_window_of, summarize
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +47,9 @@ _pairs, _cpu = [], {}
 def _pair(response_time, response=None, **_):
     headers = getattr(response, "headers", None) or {}
     service = headers.get("X-Service-Us") or headers.get("x-service-us")
-    _pairs.append((response_time, int(service) if service else -1))
+    # time.time() now: the clock the recorder closes its slices on, so steady-state
+    # membership can be matched request by request
+    _pairs.append((response_time, int(service) if service else -1, time.time()))
 
 def _mark(key):
     t = os.times()
@@ -62,6 +70,11 @@ name = "accuracy"
 [targets]
 rules_engine = "{url}"
 embedded_stack = false
+[load]
+users = {users}
+spawn_rate = {users}
+duration_s = {run_s}
+warmup_s = {warmup_s}
 [users.rules]
 wait_s = [{wait_s}, {wait_s}]
 [[users.rules.rule_sets]]
@@ -82,24 +95,56 @@ def locust_percentiles(stats_csv: Path, name: str) -> dict[str, float]:
     raise AssertionError(f"{name} not in {stats_csv}")
 
 
-# (median delay ms, lognormal sigma, users, wait between requests s, run s): sample counts
-# are about 1500 (1 ms), 1300 (100 ms) and 700 (2 s; many users, few samples, short run).
+# (median delay ms, lognormal sigma, users, wait between requests s, run s, warm-up s):
+# steady-state samples are about 2000 (1 ms), 900 (100 ms) and 450 (2 s). At 1 ms one user
+# back to back keeps the CPU awake (idle waits let it sleep, and each wake-up adds jitter).
 SCALES = {
-    "1ms": (1.0, 0.5, 2, 0.004, 6),
-    "100ms": (100.0, 0.5, 20, 0.0, 7),
-    "2s": (2000.0, 0.15, 150, 0.0, 8),
+    "1ms": (1.0, 0.5, 1, 0.0, 5, 1.5),
+    "100ms": (100.0, 0.5, 20, 0.0, 7, 1.5),
+    "2s": (2000.0, 0.15, 150, 0.0, 10, 4.0),
 }
+
+
+# Not met reliably here (issue 4 stays open on it): at 1 ms the P99 sits 0.1-0.9 ms above the
+# truth in about 4 runs of 10, because this VM's own loopback round trip varies that much at
+# its 99th percentile (a bare geventhttpclient loop: P99 - median 0.3-1.0 ms from run to run).
+# Such a run is reported as xfail with the figures, never as a pass; gross errors still fail.
+ENVIRONMENT_LIMITED = {
+    ("1ms", "p99"): "this VM's loopback jitter at P99 is as large as the 0.5 ms tolerance"
+}
+
+
+def shared_cpu() -> set[int]:
+    """One CPU for the server and the load generator (the last one this process may use)."""
+    return {max(os.sched_getaffinity(0))}
+
+
+def steady_mask(run_dir: Path, event_s: np.ndarray) -> np.ndarray:
+    """Which requests fell in the slices the summary counts as steady state."""
+    slices = list(runfolder.iter_slices(run_dir))
+    window = run_window_of(slices, runfolder.read_json(run_dir / runfolder.RUN_JSON))
+    mask = np.zeros(len(event_s), dtype=bool)
+    for record in slices:
+        if in_steady_state(record, window):
+            start, end = float(record["t_start_s"]), float(record["t_end_s"])
+            mask |= (event_s >= start) & (event_s < end)
+    return mask
 
 
 @pytest.mark.parametrize("scale", list(SCALES))
 def test_recorded_p95_p99_match_server_measured_truth(tmp_path: Path, scale: str) -> None:
-    median_ms, sigma, users, wait_s, run_s = SCALES[scale]
+    median_ms, sigma, users, wait_s, run_s, warmup_s = SCALES[scale]
     (tmp_path / "cases.json").write_text('{"ruleSet": "acc", "cases": [{"facts": {}}]}')
     (tmp_path / "accuracy_locustfile.py").write_text(LOCUSTFILE)
     args = ("delay", "--median-ms", str(median_ms), "--sigma", str(sigma), "--seed", "7")
-    with running_server(*args) as server:
+    cpu = shared_cpu()
+    with running_server(*args, cpus=cpu) as server:
         scenario = tmp_path / "accuracy.toml"
-        scenario.write_text(SCENARIO.format(url=server.url, wait_s=wait_s))
+        scenario.write_text(
+            SCENARIO.format(
+                url=server.url, wait_s=wait_s, users=users, run_s=run_s, warmup_s=warmup_s
+            )
+        )
         run_dir, out = tmp_path / "run", tmp_path / "client.json"
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAPACITY_")}
         env["ACCURACY_OUT"] = str(out)
@@ -112,13 +157,16 @@ def test_recorded_p95_p99_match_server_measured_truth(tmp_path: Path, scale: str
                 "--csv", str(tmp_path / "locust"),
             ],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=run_s + 60,
+            preexec_fn=lambda: os.sched_setaffinity(0, cpu),
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
-        server_ms = np.array(server.samples_ms())
+        server_all_ms = np.array(server.samples_ms())
     client = json.loads(out.read_text())
     pairs = np.array(client["pairs"], dtype=float)
-    client_ms, service_ms = pairs[:, 0], pairs[:, 1] / 1000.0
     assert (pairs[:, 1] >= 0).all()
+    assert len(pairs) == len(server_all_ms), "every served request reported once"
+    steady = steady_mask(run_dir, pairs[:, 2])
+    client_ms, service_ms = pairs[steady, 0], pairs[steady, 1] / 1000.0
     overhead_ms = client_ms - service_ms
     (cpu0, wall0), (cpu1, wall1) = client["cpu"]["start"], client["cpu"]["stop"]
     load_generator_cores = (cpu1 - cpu0) / (wall1 - wall0)
@@ -133,45 +181,46 @@ def test_recorded_p95_p99_match_server_measured_truth(tmp_path: Path, scale: str
     loc = locust_percentiles(tmp_path / "locust_stats.csv", "rules acc")
     offset_ms = float(np.median(overhead_ms))
     lines = [
-        f"\n{scale}: {op['count']} requests ({len(server_ms)} served), load generator "
-        f"{load_generator_cores:.2f} cores, loopback overhead median {offset_ms:.3f} ms "
+        f"\n{scale}: {len(pairs)} requests, {op['count']} in the steady state "
+        f"({len(client_ms)} matched by time), load generator {load_generator_cores:.2f} "
+        f"cores, loopback overhead median {offset_ms:.3f} ms "
         f"(p99 {np.percentile(overhead_ms, 99):.3f} ms)"
     ]
-    failures = []
-    spread_ms = float(np.percentile(overhead_ms, 99) - np.percentile(overhead_ms, 1))
+    failures: list[str] = []
+    known_misses: list[str] = []
     for pct in (50.0, 95.0, 99.0):
         key = f"p{pct:.0f}"
-        service_p = nearest_rank_ms(server_ms, pct)
+        service_p = nearest_rank_ms(service_ms, pct)
         truth = service_p + offset_ms
         exact_client = nearest_rank_ms(client_ms, pct)
-        locust_value = loc[f"{pct:.0f}%"]
+        tolerance = max(0.01 * truth, 0.5)
         lines.append(
             f"  {key}: server truth + overhead {truth:9.3f} ms | exact client {exact_client:9.3f}"
-            f" | ours {ours[key]:9.3f} ({(ours[key] - truth) / truth:+.2%} vs truth, "
-            f"{(ours[key] - exact_client) / exact_client:+.2%} vs client) | Locust "
-            f"{locust_value:7.0f} ({(locust_value - exact_client) / exact_client:+.2%} vs client)"
+            f" | ours {ours[key]:9.3f} ({ours[key] - truth:+.3f} ms, "
+            f"{(ours[key] - truth) / truth:+.2%} vs truth; tolerance {tolerance:.3f} ms) "
+            f"| Locust {loc[f'{pct:.0f}%']:7.0f} (whole run, rounded)"
         )
         if pct < 95.0:
             continue
-        tolerance = max(0.01 * truth, 0.5)
-        # the recorder against the exact client-side values of the same requests
+        if abs(ours[key] - truth) > tolerance:
+            miss = f"{key}: ours {ours[key]} vs truth {truth:.3f} (+-{tolerance:.3f})"
+            if (scale, key) in ENVIRONMENT_LIMITED:
+                known_misses.append(miss)
+                # Still bounded: within the spread of the round trips actually measured.
+                high = service_p + float(np.percentile(overhead_ms, 99.9)) + tolerance
+                if not truth - tolerance <= ours[key] <= high:
+                    failures.append(f"{key}: ours {ours[key]} outside [{truth:.3f}, {high:.3f}]")
+            else:
+                failures.append(miss)
+        # the recorder against the exact client-side values of (nearly: a request on a slice
+        # boundary may fall on either side) the same requests
         if abs(ours[key] - exact_client) > max(0.01 * exact_client, 0.5):
             failures.append(f"{key}: ours {ours[key]} vs exact client {exact_client:.3f}")
-        # against the server's truth: the client percentile lies within the overhead's range
-        low, high = service_p + overhead_ms.min() - tolerance, service_p + overhead_ms.max()
-        if not low <= ours[key] <= high + tolerance:
-            failures.append(f"{key}: ours {ours[key]} outside server truth [{low:.3f}, {high:.3f}]")
-        # and calibrated: truth + median overhead, when the overhead is steady enough to judge
-        if spread_ms <= tolerance:
-            if abs(ours[key] - truth) > tolerance:
-                failures.append(f"{key}: ours {ours[key]} vs truth {truth:.3f} (+-{tolerance:.3f})")
-        else:
-            warnings.warn(
-                f"{scale} {key}: calibrated check not judged: loopback overhead spread "
-                f"{spread_ms:.2f} ms > {tolerance} ms (busy machine)",
-                stacklevel=1,
-            )
     print("\n".join(lines))
-    assert op["count"] == len(server_ms) == len(pairs), "every served request recorded once"
+    # Slice boundaries are stored to the millisecond: a request within 1 ms of one may be
+    # matched to its neighbour.
+    assert abs(op["count"] - len(client_ms)) <= 2
     assert load_generator_cores < 0.5
     assert not failures, failures
+    if known_misses:
+        pytest.xfail(f"{scale}: {'; '.join(known_misses)}: {ENVIRONMENT_LIMITED[(scale, 'p99')]}")
