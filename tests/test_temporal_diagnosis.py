@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from capacity.drivers import temporal
+from capacity.drivers import temporal_diagnosis
 
 
 def test_one_diagnosis_shared_by_concurrent_stuck_workflows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(temporal, "UNSERVED_CHECK_S", 0.2)
-    monkeypatch.setattr(temporal, "_diagnoses", {})
+    monkeypatch.setattr(temporal_diagnosis, "UNSERVED_CHECK_S", 0.2)
+    monkeypatch.setattr(temporal_diagnosis, "_diagnoses", {})
     calls: list[str] = []
 
     async def diagnose() -> str | None:
@@ -23,12 +23,13 @@ def test_one_diagnosis_shared_by_concurrent_stuck_workflows(
 
     async def scenario() -> tuple[list[str | None], list[str | None], str | None]:
         key = ("q", "T")
-        first = await asyncio.gather(*(temporal.shared_diagnosis(key, diagnose) for _ in range(50)))
+        share = temporal_diagnosis.shared_diagnosis
+        first = await asyncio.gather(*(share(key, diagnose) for _ in range(50)))
         # Within the period the verdict is reused; another type gets its own diagnosis.
-        again = [await temporal.shared_diagnosis(key, diagnose)]
-        other = await temporal.shared_diagnosis(("q", "U"), diagnose)
+        again = [await temporal_diagnosis.shared_diagnosis(key, diagnose)]
+        other = await temporal_diagnosis.shared_diagnosis(("q", "U"), diagnose)
         await asyncio.sleep(0.3)  # the period has passed: diagnosed afresh
-        again.append(await temporal.shared_diagnosis(key, diagnose))
+        again.append(await temporal_diagnosis.shared_diagnosis(key, diagnose))
         return list(first), again, other
 
     first, again, other = asyncio.run(scenario())
@@ -38,14 +39,14 @@ def test_one_diagnosis_shared_by_concurrent_stuck_workflows(
 
 
 def test_a_failed_diagnosis_reaches_every_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(temporal, "_diagnoses", {})
+    monkeypatch.setattr(temporal_diagnosis, "_diagnoses", {})
 
     async def diagnose() -> str | None:
         await asyncio.sleep(0.01)
         raise RuntimeError("server unreachable")
 
     async def scenario() -> list[BaseException | str | None]:
-        calls = (temporal.shared_diagnosis(("q", "T"), diagnose) for _ in range(5))
+        calls = (temporal_diagnosis.shared_diagnosis(("q", "T"), diagnose) for _ in range(5))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     results = asyncio.run(scenario())

@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import accumulate
@@ -28,17 +28,17 @@ from locust import User, between, events, task
 
 from capacity import locust_plugin
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
+from capacity.drivers.temporal_diagnosis import (
+    UNSERVED_CHECK_S,
+    diagnose_stuck,
+    mark_served,
+    served_recently,
+    shared_diagnosis,
+)
 from capacity.drivers.variables import PoolCursor, compile_variables
 from capacity.scenario import UserClass
 
 REQUEST_TYPE = "temporal"
-UNSERVED_CHECK_S = 5.0
-# (task queue, workflow type) -> monotonic time it was last seen served (a workflow completed,
-# or a diagnosis found one progressing). Touched only on the bridge's loop.
-_last_served_s: dict[tuple[str, str], float] = {}
-# (task queue, workflow type) -> the diagnosis in flight or made in the last check period, so
-# a thousand stuck workflows of one type cost one history fetch, not a thousand.
-_diagnoses: dict[tuple[str, str], asyncio.Future[str | None]] = {}
 
 
 class InFlight:
@@ -111,47 +111,6 @@ def client_holder(address: str, namespace: str) -> ClientHolder:
     if key not in _holders:
         _holders[key] = ClientHolder(address, namespace)
     return _holders[key]
-
-
-async def diagnose_stuck(
-    client: Any, handle: Any, namespace: str, task_queue: str, workflow_type: str
-) -> str | None:
-    """Why a workflow makes no progress; None if it progresses or merely waits in a backlog.
-
-    A worker that does not know the type leaves WorkflowTaskFailed events in the history. A
-    workflow whose first task never started is unserved only if no worker polls the task
-    queue at all; with pollers present it is waiting behind a backlog, which is load, not a
-    fault, and its latency is what the run should report.
-    """
-    from temporalio.api.enums.v1 import EventType
-
-    task_started = False
-    async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-            failure = event.workflow_task_failed_event_attributes.failure
-            detail = failure.message.splitlines()[0] if failure.message else "task failed"
-            return f"workflow type {workflow_type} not served on task queue {task_queue}: {detail}"
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-            task_started = True
-    if task_started or await has_pollers(client, namespace, task_queue):
-        return None
-    return f"no worker polls task queue {task_queue} (workflow type {workflow_type})"
-
-
-async def has_pollers(client: Any, namespace: str, task_queue: str) -> bool:
-    """Whether any worker polled the workflow task queue recently (server's own view)."""
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return len(response.pollers) > 0
 
 
 def failure_text(exc: BaseException) -> str:
@@ -290,11 +249,11 @@ class WorkflowUser(User):
                     error = problem
                     await _terminate(handle, problem)
                 else:
-                    _last_served_s[served_key] = time.monotonic()
+                    mark_served(served_key)
                     await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
             if error is None:
                 result.result()
-                _last_served_s[served_key] = time.monotonic()
+                mark_served(served_key)
         except asyncio.CancelledError:
             error = error or "cancelled"
         except BaseException as exc:
@@ -316,36 +275,6 @@ class WorkflowUser(User):
     ) -> None:
         InFlight.count -= 1
         self._fire(name, start_time, elapsed_ms, error, context=ctx)
-
-
-def served_recently(key: tuple[str, str]) -> bool:
-    """Whether this workflow type was seen served on its task queue in the last check period."""
-    seen_s = _last_served_s.get(key)
-    return seen_s is not None and time.monotonic() - seen_s < UNSERVED_CHECK_S
-
-
-async def shared_diagnosis(
-    key: tuple[str, str], diagnose: Callable[[], Awaitable[str | None]]
-) -> str | None:
-    """One diagnosis per (task queue, type) per check period, its verdict shared by all.
-
-    Workflows of one type stuck at once share a cause (no poller, a worker without the type),
-    and fetching each one's history under load is itself load on the server.
-    """
-    shared = _diagnoses.get(key)
-    if shared is None:
-        shared = _diagnoses[key] = asyncio.ensure_future(diagnose())
-        loop = asyncio.get_running_loop()
-
-        def forget(done: asyncio.Future[str | None]) -> None:
-            def drop() -> None:
-                if _diagnoses.get(key) is done:
-                    del _diagnoses[key]
-
-            loop.call_later(UNSERVED_CHECK_S, drop)
-
-        shared.add_done_callback(forget)
-    return await asyncio.shield(shared)
 
 
 async def _terminate(handle: Any, reason: str) -> None:
