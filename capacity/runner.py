@@ -62,13 +62,20 @@ def stack_ports(scenario: Scenario) -> dict[str, int]:
     def port(url: str, default: int) -> int:
         return urlsplit(url).port or default
 
-    return {
+    temporal = int(t.temporal_address.rsplit(":", 1)[1])
+    ports = {
         "gateway": port(t.gateway_url, 4000),
         "master-data": port(t.master_data_url, 3010),
         "workflow": port(t.workflow_url, 3011),
         "rules-engine": port(t.rules_url, 3012),
-        "temporal": int(t.temporal_address.rsplit(":", 1)[1]),
+        "temporal": temporal,
     }
+    if temporal != 7233:
+        # Temporal's HTTP and metrics ports follow its gRPC port as 7243/7244 follow 7233, so
+        # a second stack on other ports does not collide with the first one's.
+        ports["temporal-http"] = temporal + 10
+        ports["temporal-metrics"] = temporal + 11
+    return ports
 
 
 class EmbeddedStack:

@@ -133,3 +133,21 @@ def test_report_on_a_missing_folder_is_exit_2(tmp_path: Path) -> None:
     proc = capacity("report", str(tmp_path / "nope"))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"capacity: error: {tmp_path / 'nope'}: run folder not found"
+
+
+def test_stack_ports_follow_a_non_default_temporal_port(tmp_path: Path) -> None:
+    from capacity.runner import stack_ports
+    from capacity.scenario import load_scenario
+
+    default = stack_ports(load_scenario(REPO_ROOT / "scenarios" / "smoke.toml"))
+    assert default["temporal"] == 7233 and "temporal-http" not in default  # stack defaults
+    text = (REPO_ROOT / "scenarios" / "smoke.toml").read_text().replace(":7233", ":17233")
+    assert ":17233" in text
+    moved = tmp_path / "smoke.toml"
+    moved.write_text(text)
+    for name in ("graphql", "rules", "data"):  # the scenario's relative files
+        if (REPO_ROOT / "scenarios" / name).exists():
+            (tmp_path / name).symlink_to(REPO_ROOT / "scenarios" / name)
+    ports = stack_ports(load_scenario(moved))
+    assert ports["temporal"] == 17233
+    assert (ports["temporal-http"], ports["temporal-metrics"]) == (17243, 17244)
