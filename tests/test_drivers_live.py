@@ -147,7 +147,7 @@ def test_graphql_faults_are_counted_exactly(
     assert http_500 > 0 and gql_errors > 0
     failures = sum(c["failures"] for c in totals.values())
     assert failures == http_500 + gql_errors
-    errors = Counter()
+    errors: Counter[str] = Counter()
     for c in totals.values():
         errors.update({k: v for k, v in c.items() if k.startswith("error:")})
     assert sum(v for k, v in errors.items() if "INJECTED" in k) == gql_errors
@@ -237,7 +237,7 @@ def test_down_target_stops_locust_with_one_line(tmp_path: Path) -> None:
 
     ports = pick_free_ports()  # free: nothing listens there
     fake = type("S", (), {"ports": ports})()
-    scenario = write_scenario(tmp_path / "s", "smoke.toml", fake)  # type: ignore[arg-type]
+    scenario = write_scenario(tmp_path / "s", "smoke.toml", fake)
     proc = run_locust(
         "erp.py", scenario, tmp_path / "run", "-u", "5", "-r", "5", "-t", "5s", timeout_s=60
     )

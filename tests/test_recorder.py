@@ -86,8 +86,11 @@ def test_failures_partials_and_errors_are_counted() -> None:
 def test_empty_slice_has_no_ops_and_clamps_extremes() -> None:
     out: list[dict] = []
     rec = SliceRecorder(out.append, worker="w")
-    assert rec.close_slice()["ops"] == {}
+    empty = rec.close_slice()
+    assert empty is not None and empty["ops"] == {}
     rec.on_request(name="op", response_time=0.0)
     rec.on_request(name="op", response_time=10_000_000.0)
-    hist = decode_histogram(rec.close_slice()["ops"]["op"]["hist"])
+    record = rec.close_slice()
+    assert record is not None
+    hist = decode_histogram(record["ops"]["op"]["hist"])
     assert hist.get_total_count() == 2

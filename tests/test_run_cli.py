@@ -118,7 +118,7 @@ def test_unreachable_target_exits_2_before_any_load(tmp_path: Path) -> None:
     scenario = write_scenario(
         tmp_path / "s",
         "smoke.toml",
-        fake,  # type: ignore[arg-type]
+        fake,
         replace={"embedded_stack = true": "embedded_stack = false"},
     )
     proc = capacity("run", str(scenario), "--reports", str(tmp_path / "reports"))
