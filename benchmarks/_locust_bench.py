@@ -123,7 +123,7 @@ def run_children_together(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            preexec_fn=pin_to(cpus),
         )
         for argv in argvs
     ]
@@ -137,6 +137,13 @@ def run_children_together(
             raise RuntimeError(f"arm {' '.join(argv[1:])} took over {timeout_s:.0f} s") from None
         results.append(parse_result(argv, proc.returncode, out, err))
     return results
+
+
+def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` pinning the child to `cpus` (None: no pinning)."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def split_cpus() -> tuple[set[int], set[int]] | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import signal
 import socket
@@ -43,6 +42,7 @@ from _locust_bench import (
     load_average,
     measure_locust,
     median_of,
+    pin_to,
     print_rounds,
     print_verdict,
     run_children_together,
@@ -187,7 +187,7 @@ def fast_endpoint(kind: str, cpus: set[int] | None = None) -> Iterator[tuple[str
             cmd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+            preexec_fn=pin_to(cpus),
         )
         try:
             wait_listening(port, proc, kind)

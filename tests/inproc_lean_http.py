@@ -24,7 +24,7 @@ from locust.contrib.fasthttp import FastHttpSession
 from locust.event import EventHook
 
 from capacity.drivers.graphql import graphql_failure
-from capacity.drivers.lean_http import ACCEPT_ENCODING, send_checked
+from capacity.drivers.lean_http import request_headers, send_checked
 
 ANSWERS: dict[str, tuple[int, bytes, dict[str, str]]] = {
     "/ok": (200, b'{"data": {"customer": {"id": "C-1"}}}', {}),
@@ -118,9 +118,8 @@ def via_locust(base_url: str, path: str, body: bytes, headers: dict[str, str]) -
 
 def via_lean(base_url: str, path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
-    lean_headers = dict(headers)
-    lean_headers.setdefault(*ACCEPT_ENCODING)
     s = session(base_url, events)
+    lean_headers = request_headers(s, headers)
     send_checked(s, "POST", base_url + path, body, lean_headers, "op", {}, graphql_failure)
     assert len(events) == 1
     return events[0]

@@ -1,10 +1,10 @@
 """GraphQL driver: FastHttpUser posting pre-built documents, one stat per operation.
 
 The request body is a JSON template serialised once; per request only the data-pool values
-are filled in (see `json_template`), so the per-request cost stays close to a raw
-FastHttpUser POST. A 200 response
-whose body holds `errors` is a failure carrying the first message and `extensions.code`; one
-with both `data` and `errors` is also marked partial for the summary.
+are filled in (see `json_template`), and requests go through `lean_http`, so the per-request
+cost stays close to a raw FastHttpUser POST. A 200 response whose body holds `errors` is a
+failure carrying the first message and `extensions.code`; one with both `data` and `errors`
+is also marked partial for the summary.
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from urllib.parse import urlsplit
 from locust import FastHttpUser, between, task
 
 from capacity.drivers.json_template import compile_json
-from capacity.drivers.lean_http import ACCEPT_ENCODING, send_checked
+from capacity.drivers.lean_http import request_headers, send_checked
 from capacity.drivers.tracing import TraceSampler
 from capacity.drivers.variables import PoolCursor
 from capacity.scenario import GraphQLOperation, UserClass
 
 ERRORS_MARKER = b'"errors"'
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,7 @@ class GraphQLUser(FastHttpUser):
     auth_header_value: str | None = None
 
     def on_start(self) -> None:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.auth_header_value:
-            headers["Authorization"] = self.auth_header_value
-        elif self.client.auth_header:  # credentials in the gateway URL, as Locust sends them
-            headers["Authorization"] = self.client.auth_header
-        headers.setdefault(*ACCEPT_ENCODING)
-        self._headers = headers
+        self._headers = request_headers(self.client, JSON_HEADERS, self.auth_header_value)
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
 

@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from capacity.drivers.variables import CASTS, PoolCursor, is_ref
+from capacity.drivers.variables import CASTS, PoolCursor, is_ref, parse_ref
 
 _encode = json.JSONEncoder().encode
 
@@ -80,7 +80,5 @@ def _mark(value: Any, placeholder: str, refs: list[_Ref]) -> Any:
         return [_mark(v, placeholder, refs) for v in value]
     if not is_ref(value):
         return value
-    ref, _, cast = value[2:-1].partition(":")
-    pool, _, column = ref.partition(".")
-    refs.append(_Ref(pool, column, cast))
+    refs.append(_Ref(*parse_ref(value)))
     return placeholder.format(len(refs) - 1)

@@ -19,10 +19,27 @@ from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
 
 # What FastHttpSession adds to every request that does not set it: the same bytes on the wire.
-ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")
+_ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")
 
 BodyCheck = Callable[[bytes], tuple[str | None, bool]]
 """(failure message or None, partial) for a 200 response's body."""
+
+
+def request_headers(
+    session: FastHttpSession, headers: dict[str, str], authorization: str | None = None
+) -> dict[str, str]:
+    """`headers` plus what FastHttpSession would add per request, built once per user.
+
+    `authorization` (from the scenario) wins over credentials in the target URL, which Locust
+    would send; Accept-Encoding is Locust's default unless set.
+    """
+    out = dict(headers)
+    if authorization:
+        out["Authorization"] = authorization
+    elif session.auth_header:
+        out["Authorization"] = session.auth_header
+    out.setdefault(*_ACCEPT_ENCODING)
+    return out
 
 
 def send_checked(
@@ -37,7 +54,7 @@ def send_checked(
 ) -> None:
     """Send one request and fire one `request` event; a failed body check is a failure.
 
-    `url` is absolute and `headers` complete (including Accept-Encoding); non-2xx statuses and
+    `url` is absolute and `headers` complete (see `request_headers`); non-2xx statuses and
     connection errors fail as they do in Locust. A partial answer sets `context["partial"]`.
     """
     start_time = time.time()

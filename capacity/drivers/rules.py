@@ -12,7 +12,7 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
-from capacity.drivers.lean_http import ACCEPT_ENCODING, BodyCheck, send_checked
+from capacity.drivers.lean_http import BodyCheck, request_headers, send_checked
 from capacity.scenario import RuleSetLoad, UserClass
 
 
@@ -92,11 +92,7 @@ class RulesUser(FastHttpUser):
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
 
     def on_start(self) -> None:
-        headers = dict(self.headers)
-        if self.client.auth_header:  # credentials in the rules-engine URL, as Locust sends them
-            headers["Authorization"] = self.client.auth_header
-        headers.setdefault(*ACCEPT_ENCODING)
-        self._headers = headers
+        self._headers = request_headers(self.client, self.headers)
         self._url = f"{self.client.base_url}/evaluate"
 
     @task

@@ -41,6 +41,13 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("${") and value.endswith("}")
 
 
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """`${pool.column:cast}` -> (pool, column, cast); cast is "" when not given."""
+    target, _, cast = ref[2:-1].partition(":")
+    pool, _, column = target.partition(".")
+    return pool, column, cast
+
+
 def compile_variables(
     template: Mapping[str, Any], cursors: Mapping[str, PoolCursor]
 ) -> Callable[[], dict[str, Any]]:
@@ -71,8 +78,7 @@ def _fill(value: Any, cursors: Mapping[str, PoolCursor], rows: dict[str, Mapping
         return [_fill(v, cursors, rows) for v in value]
     if not is_ref(value):
         return value
-    ref, _, cast = value[2:-1].partition(":")
-    pool, _, column = ref.partition(".")
+    pool, column, cast = parse_ref(value)
     row = rows.get(pool)
     if row is None:
         row = rows[pool] = cursors[pool].next_row()
