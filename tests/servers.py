@@ -97,50 +97,6 @@ def _response(body: bytes, service_us: int) -> bytes:
     )
 
 
-def _serve_threads(args: argparse.Namespace) -> None:
-    """The same protocol on blocking sockets, a thread per connection (`--threads`)."""
-    import socketserver
-    import threading
-
-    handler = Handler(args)
-    draw = threading.Lock()
-
-    class Connection(socketserver.StreamRequestHandler):
-        def handle(self) -> None:
-            while True:
-                length = -1
-                while (line := self.rfile.readline()) not in (b"\r\n", b""):
-                    if length < 0:  # the request line
-                        path, length = line.split(b" ", 2)[1], 0
-                    elif line[:15].lower() == b"content-length:":
-                        length = int(line[15:].strip())
-                if not line:
-                    return
-                if length > 0:
-                    self.rfile.read(length)
-                if path == b"/_samples":
-                    self.wfile.write(_response(json.dumps(handler.samples_us).encode(), -1))
-                    continue
-                t0 = time.perf_counter()
-                with draw:
-                    wait_s = handler.delay_s()
-                if wait_s > 0:
-                    time.sleep(wait_s)
-                service_us = int((time.perf_counter() - t0) * 1e6 + 0.5)
-                handler.samples_us.append(service_us)
-                self.wfile.write(_response(b"{}", service_us))
-
-    class Server(socketserver.ThreadingTCPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-        request_queue_size = 1024
-
-    with Server(("127.0.0.1", args.port), Connection) as server:
-        print(f"PORT {server.server_address[1]}", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-        server.serve_forever()
-
-
 async def _main(args: argparse.Namespace) -> None:
     handler = Handler(args)
     server = await asyncio.start_server(handler.serve, "127.0.0.1", args.port, backlog=1024)
@@ -158,7 +114,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("mode", choices=("delay", "stall"))
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--threads", action="store_true", help="blocking sockets, thread each (delay)")
     p.add_argument("--dist", choices=("lognormal", "fixed", "none"), default="lognormal")
     p.add_argument("--median-ms", type=float, default=100.0)
     p.add_argument("--sigma", type=float, default=0.5)
@@ -215,8 +170,4 @@ def running_server(*args: str, cpus: set[int] | None = None) -> Iterator[Running
 
 
 if __name__ == "__main__":
-    _args = parse_args(sys.argv[1:])
-    if _args.threads:
-        _serve_threads(_args)
-    else:
-        asyncio.run(_main(_args))
+    asyncio.run(_main(parse_args(sys.argv[1:])))
