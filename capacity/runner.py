@@ -36,6 +36,7 @@ LOCUST_GRACE_S = 60.0
 LOOPBACK = "127.0.0.1"
 WORKER_CONNECT_WAIT_S = 60.0
 WORKER_EXIT_GRACE_S = 15.0
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,10 @@ def locust_command(
         str(run_dir / runfolder.LOCUST_LOG),
         "--time-scale",
         repr(options.time_scale),
+        # Let requests in flight at the end finish and be recorded: a request the server
+        # served but the recorder never saw would make counts differ from the server's.
+        "--stop-timeout",
+        f"{STOP_TIMEOUT_S:g}",
     ]
     if master_port is not None:
         cmd += [
