@@ -203,7 +203,9 @@ def test_health_check_failure_quotes_the_server_and_names_the_key(
         tmp_path / "s",
         apollo_dev,
         replace={
-            "embedded_stack = false": 'embedded_stack = false\n[targets.health]\ngateway = "/status"'
+            "embedded_stack = false": (
+                'embedded_stack = false\n[targets.health]\ngateway = "/status"'
+            )
         },
     )
     proc, run_dirs = run_scenario(scenario, tmp_path / "reports")
