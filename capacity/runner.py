@@ -399,6 +399,12 @@ def run_locust(
         if sampler is not None:
             sampler.stop()
             problems += [p for p in sampler.problems if not p.startswith("process locust")]
+            outages = [o for o in sampler.outages if not o[0].startswith("locust")]
+            if outages:
+                runfolder.update_run_json(
+                    run_dir,
+                    outages=[{"service": s, "from_s": a, "to_s": b} for s, a, b in outages],
+                )
         for s, handler in old.items():
             signal.signal(s, handler)
     code = procs[0].popen.wait()
