@@ -536,6 +536,7 @@ def run_scenario(
 
     options = options.absolute()
     scenario = load_scenario(options.scenario_path, time_scale=options.time_scale)
+    runfolder.check_reports_root(options.reports_root)
     owned = stack is None and scenario.targets.embedded_stack
     if owned:
         stack = EmbeddedStack(

@@ -82,7 +82,7 @@ def summary_of(reports: Path) -> dict[str, Any]:
 
 def own_stack_scenario(tmp_path: Path) -> Path:
     """The rules scenario on a fresh embedded stack (free ports) that `capacity run` starts."""
-    ports = SimpleNamespace(ports=pick_free_ports())
+    ports: Any = SimpleNamespace(ports=pick_free_ports())  # where a stack will run
     return write_scenario(
         tmp_path / "s", "rules.toml", ports, replace={"duration_s = 30": "duration_s = 25"}
     )
