@@ -74,8 +74,15 @@ def test_the_wheel_carries_its_scenarios_and_locustfiles(
     assert path.is_file() and str(installed.venv) in str(path), path
     done = capacity(installed, tmp_path, "init", "my")
     assert done.returncode == 0, done.stderr
-    for name in ("smoke.toml", "rules.toml", "rules/vat-cases.json", "data/customers.csv",
-                 "graphql/customer.graphql", "examples/apollo-federation/apollo-federation.toml"):  # fmt: skip
+    shipped = (
+        "smoke.toml",
+        "rules.toml",
+        "rules/vat-cases.json",
+        "data/customers.csv",
+        "graphql/customer.graphql",
+        "examples/apollo-federation/apollo-federation.toml",
+    )
+    for name in shipped:
         assert (tmp_path / "my" / name).is_file(), name
     again = capacity(installed, tmp_path, "init", "my")
     assert again.returncode == 2 and "already exists" in again.stderr
@@ -98,8 +105,6 @@ def test_capacity_run_from_an_empty_folder(
     recorded = sum(op["count_all"] for op in summary["operations"].values())
     out = (run_dir / ("locust.out")).read_text()
     assert recorded == locust_total(out) > 0
-    assert not any(
-        re.search(r"\breports\b", str(p)) for p in REPO_ROOT.glob("reports/*" + run_dir.name)
-    )
+    assert not list(REPO_ROOT.glob(f"reports/{run_dir.name}"))  # nothing in the checkout
     if workers:
         assert len(summary["workers"]) == workers
