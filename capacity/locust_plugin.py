@@ -128,8 +128,7 @@ def _add_arguments(parser: Any) -> None:
         "--state-dir",
         env_var="CAPACITY_STATE_DIR",
         default=None,
-        help="Embedded stack state folder whose services a run samples (default: "
-        ".capacity/stack)",
+        help="Embedded stack state folder whose services a run samples (default: .capacity/stack)",
     )
     group.add_argument(
         "--no-preflight",

@@ -31,7 +31,7 @@ from capacity.analysis.validity import (
     run_reasons,
     trust_rows,
 )
-from capacity.runfolder.histograms import Counts, percentile_ms
+from capacity.runfolder.histograms import Counts, Sparse, decode_many, percentile_ms
 from capacity.runfolder.meta import RunMeta
 from capacity.runfolder.summary import SUMMARY_SCHEMA
 from capacity.slos import check_run, verdict
@@ -100,7 +100,8 @@ class Timeline:
         self._rows: list[dict[str, Any]] = []
         self._newest = -1
 
-    def add(self, record: Mapping[str, Any]) -> None:
+    def add(self, record: Mapping[str, Any], decoded: Mapping[str, Sparse | None]) -> None:
+        """Add one slice record; `decoded` holds its operations' histograms, decoded once."""
         key = int(float(record["t_end_s"]) // self.bucket_s)
         bucket = self._open.get(key)
         if bucket is None:
@@ -110,11 +111,12 @@ class Timeline:
             group = operation_group(name)
             bucket.count[group] += int(op.get("count", 0))
             bucket.failures[group] += int(op.get("failures", 0))
-            if op.get("hist"):
+            sparse = decoded.get(name)
+            if sparse is not None:
                 hist = bucket.hists.get(group)
                 if hist is None:
                     hist = bucket.hists[group] = Counts()
-                hist.add_encoded(op["hist"])
+                hist.add_sparse(sparse)
         if key > self._newest:
             self._newest = key
             for old in [k for k in self._open if k < key - self.LAG_BUCKETS]:
@@ -149,6 +151,13 @@ def timeline_bucket_s(meta: RunMeta) -> float:
     return max(meta.slice_s, duration_s / MAX_TIMELINE_POINTS)
 
 
+def decode_record(record: Mapping[str, Any]) -> dict[str, Sparse | None]:
+    """A slice's operation histograms, decoded in one pass (None: not in the recorder's
+    layout, decoded separately where needed)."""
+    names = [n for n, op in record["ops"].items() if op.get("hist")]
+    return dict(zip(names, decode_many([record["ops"][n]["hist"] for n in names]), strict=True))
+
+
 @dataclass
 class RunStats:
     """Everything one pass over the slices collects."""
@@ -175,7 +184,8 @@ def collect(
         first = t0 if first is None else min(first, t0)
         last = t1 if last is None else max(last, t1)
         steady = in_steady_state(record, steady_start_s)
-        timeline.add(record)
+        decoded = decode_record(record)
+        timeline.add(record, decoded)
         w = workers.setdefault(
             str(record.get("worker", "")), {"requests": 0, "last_slice_end_s": 0.0, "lost": False}
         )
@@ -194,7 +204,11 @@ def collect(
             op.failures += failures
             op.partial += int(raw.get("partial", 0))
             op.errors.update({str(k): int(v) for k, v in raw.get("errors", {}).items()})
-            op.hist.add_encoded(raw.get("hist", ""))
+            sparse = decoded.get(name)
+            if sparse is not None:
+                op.hist.add_sparse(sparse)
+            elif raw.get("hist"):
+                op.hist.add_encoded(raw["hist"])  # another tool's layout: the slow way
             if raw.get("hist_intended"):
                 if op.intended is None:
                     op.intended = Counts()
