@@ -89,17 +89,30 @@ def _number(value: Any, where: str) -> float | None:
     return float(value)
 
 
-def read_run_metrics(run_dir: Path) -> RunMetrics:
-    """Read the metrics the gate needs from RUN_DIR/summary.json (written by `capacity report`)."""
+def read_summary_file(run_dir: Path) -> Any:
+    """RUN_DIR/summary.json decoded (written by `capacity report`); bad input is a ConfigError."""
     path = Path(run_dir) / "summary.json"
     if not Path(run_dir).is_dir():
         raise ConfigError(f"{run_dir}: not a run folder (no such directory)")
     if not path.is_file():
         raise ConfigError(f"{path}: missing (make it with `capacity report {run_dir}`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+def read_run_metrics(run_dir: Path) -> RunMetrics:
+    """Read the metrics the gate needs from RUN_DIR/summary.json (written by `capacity report`)."""
+    data = read_summary_file(run_dir)
+    return run_metrics_from_summary(data, str(Path(run_dir) / "summary.json"))
+
+
+def run_metrics_from_summary(data: Any, path: str) -> RunMetrics:
+    """The gate's metrics from a decoded summary; `path` names it in error messages.
+
+    Shared by summary.json files and summaries kept in the results store (capacity.history).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     if data.get("schema") != SUMMARY_SCHEMA:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from capacity import __version__
 from capacity.errors import EXIT_USAGE, CapacityError
 
-COMMAND_MODULES = ("run", "stack", "report", "collect", "check", "baseline")
+COMMAND_MODULES = ("run", "stack", "report", "collect", "check", "baseline", "history", "find")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, ConfigError
 from capacity.runner import DEFAULT_STATE_DIR, REPO_ROOT, EmbeddedStack, RunOptions, run_scenario
@@ -80,6 +81,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="run Locust as a master plus N worker processes on this machine (default 0: one "
         "process); see deploy/README.md for workers on other machines",
+    )
+    # --- results store (capacity.history) ---
+    p.add_argument(
+        "--history",
+        metavar="DB",
+        help="results store each completed run is recorded in: a SQLite file or a "
+        "postgresql:// URL (default: $CAPACITY_HISTORY, else .capacity/history.sqlite)",
+    )
+    p.add_argument("--no-history", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--sut-revision",
+        metavar="REV",
+        help="revision of the system under test, kept in the run's fingerprint "
+        "(default: $CAPACITY_SUT_REVISION)",
     )
     p.set_defaults(func=run)
 
@@ -165,6 +180,9 @@ def _one_run(args: argparse.Namespace, scenario: Path) -> int:
     )
     result = run_scenario(options, say)
     summary = result.summary
+    # --- results store: recording never changes the verdict or the exit code ---
+    if not args.no_history:
+        _record(args, result.run_dir, summary)
     say(f"verdict: {summary['verdict']}")
     for reason in summary.get("reasons", []):
         say(f"  - {reason}")
@@ -173,3 +191,15 @@ def _one_run(args: argparse.Namespace, scenario: Path) -> int:
             say(f"  FAIL {slo['target']} {slo['metric']}: {slo['value']} > {slo['limit']}")
     print(result.run_dir / "report.html", flush=True)
     return VERDICT_EXIT[summary["verdict"]]
+
+
+def _record(args: argparse.Namespace, run_dir: Path, summary: dict[str, Any]) -> None:
+    """Record a completed run in the results store; a failure is one warning line."""
+    from capacity.history.record import record_run
+    from capacity.history.store import redact, resolve_location
+
+    try:
+        record_run(run_dir, summary, args.history, sut_revision=args.sut_revision)
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands whatever the store does
+        detail = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        say(f"warning: run not recorded in {redact(resolve_location(args.history))}: {detail}")
