@@ -25,9 +25,9 @@ Writes find.json, find.html and find.md; prints the path of find.html.
 exit codes: 0 found, 2 bad input, 3 inconclusive (no interval, or an invalid probe)."""
 
 # Requests per operation in a probe's steady state for its SLOs to be judged (`validity`):
-# 50 for an error rate and 40 for a P95, 200 for a P99; twice that, so a probe is never
-# short of samples by chance.
-SAMPLE_MARGIN = 2.0
+# 50 for an error rate and 40 for a P95, 200 for a P99; 1.5 times that, so the random choice
+# of operation per iteration leaves a probe short of samples only beyond 3 standard deviations.
+SAMPLE_MARGIN = 1.5
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,16 +64,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--probe-s",
         type=float,
-        default=8.0,
+        default=6.0,
         metavar="S",
-        help="load duration of each probe, seconds (default 8)",
+        help="load duration of each probe, seconds (default 6)",
     )
     p.add_argument(
         "--warmup-s",
         type=float,
-        default=2.0,
+        default=1.0,
         metavar="S",
-        help="warm-up excluded from each probe's statistics (default 2)",
+        help="warm-up excluded from each probe's statistics (default 1)",
     )
     p.add_argument(
         "--resolution",
