@@ -110,6 +110,25 @@ def test_judging_a_probe_blames_the_system_only_for_its_own_slowness() -> None:
         (saturated,),
     )
     assert classify({"verdict": "inconclusive", "reasons": [dropped]}) == (INVALID, (dropped,))
+    busy = {
+        "verdict": "fail",
+        "reasons": [],
+        "resources": {
+            "host": {"source": "host", "cpu_cores_mean": 1.95},
+            "rules-engine": {"source": "process", "cpu_cores_mean": 0.3},
+            "locust": {"source": "process", "cpu_cores_mean": 0.1},
+        },
+    }
+    assert classify(busy, 2.0) == (
+        INVALID,
+        (
+            "the host's CPU was saturated (1.95 of 2 cores), 1.55 cores of it by other work "
+            "on this machine: the failure is partly the machine's",
+        ),
+    )
+    busy["resources"]["rules-engine"]["cpu_cores_mean"] = 1.0  # type: ignore[index]
+    busy["resources"]["locust"]["cpu_cores_mean"] = 0.8  # type: ignore[index]
+    assert classify(busy, 2.0) == (FAIL, ())  # saturated by the system and the load itself
 
 
 def test_a_probe_scenario_keeps_the_users_slos_and_tuning(tmp_path: Path) -> None:
@@ -193,8 +212,16 @@ def test_find_matches_the_sweep_in_a_third_of_its_time(
     assert sweep.stdout.strip(), sweep.stderr[-3000:]
     summary = json.loads((Path(sweep.stdout.split()[-1]).parent / "summary.json").read_text())
     sweep_rps = summary["capacity"]["slo_capacity"]["max_rps"]
-    assert found.returncode == 0, found.stderr[-3000:]
+    assert found.stdout.strip(), found.stderr[-3000:]
     data = json.loads((Path(found.stdout.split()[-1]).parent / "find.json").read_text())
+    # On a machine other work keeps busy, find stops as inconclusive (never a number that is
+    # the neighbours' load) and the sweep says its host was saturated: nothing to compare.
+    busy = [r for p in data["probes"] for r in p["reasons"] if "other work on this machine" in r]
+    host_busy = [w for w in summary["capacity"]["warnings"] if "host's CPU was saturated" in w]
+    if busy or (host_busy and data["capacity_rps"] is not None and
+                abs(data["capacity_rps"] / sweep_rps - 1) > 0.10):  # fmt: skip
+        pytest.xfail(f"machine busy with other work: {(busy or host_busy)[0]}; {data['headline']}")
+    assert found.returncode == 0, found.stderr[-3000:]
     shipped_load_s = load_scenario(SCENARIOS / "capacity-sweep.toml").load.total_duration_s
     print(
         f"sweep (x0.5) {sweep_rps:.1f} req/s: {summary['capacity']['headline']}\n"

@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _show_arguments(show)
+    _show_arguments(show, keep_parent=True)
     show.set_defaults(func=run_show)
     imp = actions.add_parser(
         "import",
@@ -78,30 +78,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     imp.set_defaults(func=run_import)
 
 
-def _show_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--history", metavar="DB", help=STORE_HELP)
-    parser.add_argument("--scenario", action="append", default=[], metavar="NAME")
+def _show_arguments(parser: argparse.ArgumentParser, keep_parent: bool = False) -> None:
+    """The show options, on `history` itself and on `history show`; on the latter they do not
+    reset what was given before the action (`capacity history --history DB show`)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if keep_parent else value
+
+    parser.add_argument("--history", metavar="DB", help=STORE_HELP, default=default(None))
+    parser.add_argument("--scenario", action="append", default=default([]), metavar="NAME")
     parser.add_argument(
         "--target",
         action="append",
-        default=[],
+        default=default([]),
         metavar="PATTERN",
         help="only operations/services matching this shell pattern (repeatable)",
     )
-    parser.add_argument("--last", type=int, metavar="N", help="only the N most recent runs")
+    parser.add_argument(
+        "--last", type=int, metavar="N", help="only the N most recent runs", default=default(None)
+    )
     parser.add_argument(
         "--sig-level",
         type=float,
-        default=0.01,
+        default=default(0.01),
         metavar="P",
         help="a change point needs a permutation p-value <= P (default 0.01)",
     )
-    parser.add_argument(
-        "--out", type=Path, metavar="DIR", help="write history.html, history.md, history.json"
-    )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write the history as JSON")
-    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the Markdown tables")
-    parser.add_argument("--html", type=Path, metavar="FILE", help="write the HTML page")
+    for flag, meta, text in (
+        ("--out", "DIR", "write history.html, history.md, history.json"),
+        ("--json", "FILE", "write the history as JSON"),
+        ("--markdown", "FILE", "write the Markdown tables"),
+        ("--html", "FILE", "write the HTML page"),
+    ):
+        parser.add_argument(flag, type=Path, metavar=meta, help=text, default=default(None))
 
 
 def _write(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import tomllib
@@ -32,6 +33,10 @@ _SYSTEM_REASONS = (
     re.compile(r"too few samples|no value for"),
 )
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# A failed probe is invalid when the host's CPU was this busy and at least this many cores of
+# it went to processes other than the services and the load generator.
+FOREIGN_SATURATED = 0.9
+FOREIGN_MIN_CORES = 0.25
 
 
 @dataclass(frozen=True)
@@ -150,14 +155,46 @@ def probe_scenario(
 # --- judging a probe's run -------------------------------------------------------------------
 
 
-def classify(summary: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """pass / fail / invalid, and the reasons behind an invalid or failed probe."""
+def foreign_load_reason(summary: Mapping[str, Any], host_cores: float | None) -> str | None:
+    """Why a failed probe may be the machine's fault: its CPU was saturated, partly by
+    processes that are neither the services nor the load generator (other work)."""
+    resources = summary.get("resources") or {}
+    host = resources.get("host") or {}
+    host_cpu = host.get("cpu_cores_mean")
+    if not host_cores or host_cpu is None:
+        return None
+    ours = sum(
+        float(row.get("cpu_cores_mean") or 0.0)
+        for name, row in resources.items()
+        if name != "host" and row.get("source") == "process"
+    )
+    other = float(host_cpu) - ours
+    if host_cpu >= FOREIGN_SATURATED * host_cores and other >= FOREIGN_MIN_CORES:
+        return (
+            f"the host's CPU was saturated ({host_cpu:.2f} of {host_cores:g} cores), "
+            f"{other:.2f} cores of it by other work on this machine: the failure is partly the "
+            "machine's"
+        )
+    return None
+
+
+def classify(
+    summary: Mapping[str, Any], host_cores: float | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """pass / fail / invalid, and the reasons behind an invalid or failed probe.
+
+    A failure on a machine whose CPU other work kept busy is invalid (`foreign_load_reason`):
+    the search would otherwise report the neighbours' load as the system's capacity.
+    """
     verdict = summary.get("verdict")
     reasons = tuple(str(r) for r in summary.get("reasons") or ())
     if verdict == "pass":
         return PASS, ()
     if verdict == "fail":
         own = tuple(r for r in reasons if not any(p.search(r) for p in _SYSTEM_REASONS))
+        foreign = foreign_load_reason(summary, host_cores)
+        if foreign:
+            own += (foreign,)
         return (INVALID, own) if own else (FAIL, reasons)
     return INVALID, reasons or ("the run was inconclusive",)
 
@@ -192,7 +229,7 @@ def probe_from_summary(
     scenario_path: Path,
     wall_s: float,
 ) -> Probe:
-    outcome, reasons = classify(summary)
+    outcome, reasons = classify(summary, float(os.cpu_count() or 1))
     ops = summary.get("operations") or {}
     throughput = sum(float(op.get("rps") or 0.0) for op in ops.values())
     failures = tuple(

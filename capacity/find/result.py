@@ -105,12 +105,13 @@ def headline(result: FindResult) -> str:
             f"Holds {goal} up to {result.capacity_rps:.0f} arrivals/s (fails at "
             f"{result.upper_rps:.0f}/s; open model, {len(result.probes)} probes); {tail}."
         )
-    bounds = ""
+    bounds = []
     if result.capacity_rps is not None:
-        bounds += f" holds at {result.capacity_rps:.0f}/s"
+        bounds.append(f"holds at {result.capacity_rps:.0f}/s")
     if result.upper_rps is not None:
-        bounds += f"{',' if bounds else ''} fails at {result.upper_rps:.0f}/s"
-    return f"Inconclusive: {result.reason}.{(' So far:' + bounds + '.') if bounds else ''} {tail}."
+        bounds.append(f"fails at {result.upper_rps:.0f}/s")
+    so_far = f" (so far: {', '.join(bounds)})" if bounds else ""
+    return f"Inconclusive: {result.reason}{so_far}; {tail}."
 
 
 def make_result(
