@@ -185,12 +185,10 @@ def run(args: argparse.Namespace) -> int:
     say(f"find folder: {find_dir}")
     started = time.monotonic()
     probes: list[Probe] = []
-    stack = (
-        EmbeddedStack(scenario, state_dir, say)
-        if scenario.targets.embedded_stack and not args.keep_stack
-        else None
-    )
+    stack = EmbeddedStack(scenario, state_dir, say) if scenario.targets.embedded_stack else None
     with stack if stack is not None else _Null():
+        if stack is not None and args.keep_stack:
+            stack.started = False  # leave it running afterwards
         decision = decide([], config)
         while decision.next_rate_per_s is not None:
             rate = decision.next_rate_per_s
