@@ -144,7 +144,7 @@ def test_a_probe_scenario_keeps_the_users_slos_and_tuning(tmp_path: Path) -> Non
     assert probe.name == original.name and probe.users["rules"].rule_sets == (
         original.users["rules"].rule_sets
     )
-    assert probe.operation_slos == original.operation_slos
+    assert probe.slos == original.slos
     assert probe.stack_tuning == {"rules-engine": {"cpu_ms": 8.0}}
 
 

@@ -126,12 +126,11 @@ def say(line: str) -> None:
 def minimum_rate(scenario: object, steady_s: float) -> float:
     """Lowest rate at which every operation gets enough steady-state requests for its SLOs."""
     from capacity.scenario import Scenario
-    from capacity.validity import MIN_SAMPLES
+    from capacity.slos import MIN_SAMPLES
 
     assert isinstance(scenario, Scenario)
-    need = max(MIN_SAMPLES["error_rate"], MIN_SAMPLES["p95_ms"])
-    if any(s.p99_ms is not None for s in scenario.operation_slos):
-        need = MIN_SAMPLES["p99_ms"]
+    metrics = {s.metric for s in scenario.slos if s.kind == "operation"}
+    need = max((MIN_SAMPLES[m] for m in metrics), default=MIN_SAMPLES["error_rate"])
     classes = [c for c in scenario.users.values() if c.fixed_count == 0 and c.weight > 0]
     total = sum(c.weight for c in classes) or 1
     shares = []
@@ -150,16 +149,16 @@ def run(args: argparse.Namespace) -> int:
     from capacity.find.result import headline, make_result
     from capacity.find.search import SearchConfig, decide
     from capacity.runner import DEFAULT_STATE_DIR, EmbeddedStack
-    from capacity.scenario import TIME_SCALE_ENV, load_scenario, slos_to_json
+    from capacity.scenario import load_scenario
+    from capacity.slos import specs_to_json
 
-    os.environ.pop(TIME_SCALE_ENV, None)  # probes have their own durations
     if not 1.0 <= args.probe_s <= 600:
         raise ConfigError(f"--probe-s must be between 1 and 600 s, got {args.probe_s:g}")
     if not 0 <= args.warmup_s < args.probe_s:
         raise ConfigError("--warmup-s must be at least 0 and shorter than --probe-s")
     source = args.scenario.resolve()
     scenario = load_scenario(source)
-    if not scenario.operation_slos and not scenario.service_slos:
+    if not scenario.slos:
         raise ConfigError(f"{args.scenario}: no [slos.*]: nothing to find the capacity against")
     steady_s = args.probe_s - args.warmup_s
     min_rate = args.min_rate if args.min_rate is not None else minimum_rate(scenario, steady_s)
@@ -229,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             "confirm": not args.no_confirm,
             "source": str(source),
         },
-        slos=slos_to_json(scenario),
+        slos=specs_to_json(scenario.slos),
         cpu_limit_cores=cpu_limits,
     )
     write_find(find_dir, result)

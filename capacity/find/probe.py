@@ -209,7 +209,7 @@ def _slo_max(summary: Mapping[str, Any], metric: str) -> float | None:
 
 
 def _services(summary: Mapping[str, Any], key: str) -> dict[str, float]:
-    from capacity.validity import is_load_generator
+    from capacity.analysis.validity import is_load_generator
 
     out = {}
     for name, row in (summary.get("resources") or {}).items():

@@ -90,10 +90,10 @@ def _charts(data: Mapping[str, Any]) -> list[tuple[str, str]]:
         pts = [(x, y) for x, y in pts if y is not None]
         if pts:
             ax.scatter(*zip(*pts, strict=True), color=color, label=outcome, zorder=3)
-    for row in data["slos"].get("operations") or []:
-        if row.get("p95_ms") is not None:
-            ax.axhline(row["p95_ms"], color="black", linestyle="--", linewidth=1)
-            ax.annotate(f"P95 SLO {row['pattern']}", (0.01, row["p95_ms"]),
+    for spec in data["slos"]:
+        if spec["kind"] == "operation" and spec["metric"] == "p95_ms":
+            ax.axhline(spec["limit"], color="black", linestyle="--", linewidth=1)
+            ax.annotate(f"P95 SLO {spec['pattern']}", (0.01, spec["limit"]),
                         xycoords=("axes fraction", "data"), fontsize=8, va="bottom")  # fmt: skip
     lo, hi = data["interval_rps"]
     if lo is not None and hi is not None:

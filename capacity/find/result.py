@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from capacity.analysis.planning import Bottleneck, first_bottleneck
 from capacity.find.probe import Probe
 from capacity.find.search import FAIL, PASS, Decision
-from capacity.planning import Bottleneck, first_bottleneck
 
 FIND_SCHEMA = 1
 
@@ -38,7 +38,7 @@ class FindResult:
     probes: tuple[Probe, ...]
     elapsed_s: float
     settings: Mapping[str, Any]
-    slos: Mapping[str, Any]
+    slos: Sequence[Mapping[str, Any]]
 
 
 def probe_steps(probes: Sequence[Probe]) -> list[ProbeStep]:
@@ -76,24 +76,24 @@ def bottleneck_sentence(b: Bottleneck) -> str:
     )
 
 
-def objective(slos: Mapping[str, Any]) -> str:
-    """The scenario's operation SLOs in a few words."""
-    parts = []
-    for row in slos.get("operations") or []:
-        limits = []
-        if row.get("p95_ms") is not None:
-            limits.append(f"P95 < {row['p95_ms']:g} ms")
-        if row.get("p99_ms") is not None:
-            limits.append(f"P99 < {row['p99_ms']:g} ms")
-        if row.get("error_rate") is not None:
-            limits.append(f"errors < {100 * row['error_rate']:g}%")
-        if limits:
-            parts.append(f"{' and '.join(limits)} ({row['pattern']})")
-    for row in slos.get("services") or []:
-        if row.get("cpu_cores") is not None:
-            parts.append(f"CPU < {row['cpu_cores']:g} cores ({row['pattern']})")
-        if row.get("mem_mb") is not None:
-            parts.append(f"memory < {row['mem_mb']:g} MB ({row['pattern']})")
+def objective(slos: Sequence[Mapping[str, Any]]) -> str:
+    """The scenario's SLO limits in a few words, grouped by pattern."""
+    words = {"p50_ms": "P50", "p95_ms": "P95", "p99_ms": "P99", "p999_ms": "P99.9", "max_ms": "max"}
+    groups: dict[tuple[str, str], list[str]] = {}
+    for spec in slos:
+        metric, limit = str(spec["metric"]), float(spec["limit"])
+        if metric.endswith("_ms") and spec["kind"] != "service":
+            text = f"{words.get(metric, metric)} < {limit:g} ms"
+        elif metric == "error_rate":
+            text = f"errors < {100 * limit:g}%"
+        elif metric.startswith("cpu_cores"):
+            text = f"CPU < {limit:g} cores"
+        elif metric.startswith("mem_mb"):
+            text = f"memory < {limit:g} MB"
+        else:
+            text = f"{metric} < {limit:g}"
+        groups.setdefault((str(spec["kind"]), str(spec["pattern"])), []).append(text)
+    parts = [f"{' and '.join(texts)} ({pattern})" for (_kind, pattern), texts in groups.items()]
     return "; ".join(parts) or "its SLOs"
 
 
@@ -121,7 +121,7 @@ def make_result(
     *,
     elapsed_s: float,
     settings: Mapping[str, Any],
-    slos: Mapping[str, Any],
+    slos: Sequence[Mapping[str, Any]],
     cpu_limit_cores: Mapping[str, float],
 ) -> FindResult:
     return FindResult(
@@ -134,7 +134,7 @@ def make_result(
         probes=tuple(probes),
         elapsed_s=elapsed_s,
         settings=dict(settings),
-        slos=dict(slos),
+        slos=tuple(slos),
     )
 
 
@@ -154,7 +154,7 @@ def result_to_json(result: FindResult) -> dict[str, Any]:
         "capacity_rps": _number(result.capacity_rps),
         "interval_rps": [_number(result.capacity_rps), _number(result.upper_rps)],
         "elapsed_s": round(result.elapsed_s, 1),
-        "slos": result.slos,
+        "slos": list(result.slos),
         "bottleneck": {
             "service": b.service,
             "resource": b.resource,

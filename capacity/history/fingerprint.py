@@ -126,15 +126,16 @@ def embedded_schema_sha256() -> str:
     return _sha256_bytes(print_schema(build_schema(SDL)).encode())
 
 
-def live_schema_sha256(gateway_url: str) -> str | None:
-    """Hash of a running gateway's schema by introspection; None when it does not answer."""
+def live_schema_sha256(scenario_path: Path) -> str | None:
+    """Hash of the scenario's gateway schema by introspection; None when it does not answer."""
     from graphql import print_schema
 
     from capacity.errors import CapacityError
     from capacity.preflight import fetch_schema
+    from capacity.scenario import load_scenario
 
     try:
-        return _sha256_bytes(print_schema(fetch_schema(gateway_url)).encode())
+        return _sha256_bytes(print_schema(fetch_schema(load_scenario(scenario_path))).encode())
     except (CapacityError, OSError, ValueError):
         return None
 
@@ -173,7 +174,7 @@ def service_limits(
     stand-ins' one core and Temporal's host cores; a container's CPU quota is not sampled
     (None, unknown).
     """
-    from capacity.validity import is_load_generator
+    from capacity.analysis.validity import is_load_generator
 
     limits: dict[str, dict[str, float | None]] = {}
     for target, row in (summary.get("resources") or {}).items():
@@ -186,7 +187,7 @@ def service_limits(
         limits[str(target)] = {"cpu_cores": cpu, "mem_mb": None}
     path = run_dir / runfolder.RESOURCES
     if path.is_file() and limits:
-        from capacity.collect import read_resources
+        from capacity.runfolder.resources import read_resources
 
         try:
             frame = read_resources(path)
@@ -224,15 +225,15 @@ def collect(
     raw_path = meta.get("scenario_path")
     scenario_path = Path(raw_path) if raw_path and Path(raw_path).is_file() else None
     embedded = _embedded_stack(meta, scenario_path)
-    host_cores = float(os.cpu_count() or 1) if this_machine else None
+    # Run folders of schema 2 say which machine made them; older ones only when made here.
+    host_cores = _cores(meta.get("host_cores"), os.cpu_count() if this_machine else None)
+    generator_cores = _cores(
+        meta.get("load_generator_cores"),
+        len(os.sched_getaffinity(0)) if this_machine else None,
+    )
     schema: str | None = None
-    if _uses_graphql(scenario_path):
-        if embedded:
-            schema = embedded_schema_sha256() if this_machine else None
-        elif this_machine:
-            gateway = (meta.get("targets") or {}).get("gateway", "")
-            url = gateway.replace("/.well-known/apollo/server-health", "/graphql")
-            schema = live_schema_sha256(url) if url else None
+    if _uses_graphql(scenario_path) and this_machine and scenario_path is not None:
+        schema = embedded_schema_sha256() if embedded else live_schema_sha256(scenario_path)
     revision = sut_revision if sut_revision else os.environ.get(SUT_REVISION_ENV) or None
     load = meta.get("load")
     return {
@@ -241,7 +242,7 @@ def collect(
         "load": dict(load) if isinstance(load, Mapping) else None,
         "graphql_schema_sha256": schema,
         "sut_revision": revision,
-        "load_generator_cores": len(os.sched_getaffinity(0)) if this_machine else None,
+        "load_generator_cores": generator_cores,
         "load_generator_processes": _load_generator_processes(meta),
         "host_cores": host_cores,
         "service_limits": service_limits(folder, summary, embedded, host_cores),
@@ -249,6 +250,12 @@ def collect(
             temporal_server_version() if embedded and this_machine else None
         ),
     }
+
+
+def _cores(recorded: Any, here: int | None) -> float | None:
+    if isinstance(recorded, int | float) and not isinstance(recorded, bool) and recorded > 0:
+        return float(recorded)
+    return float(here) if here else None
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -11,23 +11,20 @@ first run's run.json).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from capacity import runfolder
+from capacity.analysis.gate import Reference, RunMetrics
 from capacity.baseline import read_summary_file, reference_from_runs, run_metrics_from_summary
 from capacity.errors import ConfigError
-from capacity.gate import Reference, RunMetrics, SloCeiling
 from capacity.history import fingerprint
 from capacity.history.store import HistoryStore, StoredRun, fingerprint_sha256
+from capacity.slos import SloSpec
 
 REFERENCE_VERDICTS = ("pass", "fail")
-# A scenario's SLO keys -> the gate's metric names (`cpu_cores` is the mean, `mem_mb` the peak,
-# as capacity.analysis judges them).
-_SERVICE_METRIC = {"cpu_cores": "cpu_cores_mean", "mem_mb": "mem_mb_max"}
 
 
 @dataclass(frozen=True)
@@ -132,25 +129,6 @@ def history_reference(
     return HistoryReference(reference_from_runs(metrics), sha, tuple(notes))
 
 
-def scenario_ceilings(run_dir: Path) -> tuple[SloCeiling, ...]:
+def scenario_ceilings(run_dir: Path) -> tuple[SloSpec, ...]:
     """The scenario's SLOs (as recorded in run.json) as the gate's absolute ceilings."""
-    path = Path(run_dir) / runfolder.RUN_JSON
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable ({exc})") from None
-    slos = meta.get("slos") if isinstance(meta, dict) else None
-    if not isinstance(slos, dict):
-        return ()
-    ceilings: list[SloCeiling] = []
-    for row in slos.get("operations") or []:
-        for metric in ("p95_ms", "p99_ms", "error_rate"):
-            if row.get(metric) is not None:
-                ceilings.append(
-                    SloCeiling("operation", str(row["pattern"]), metric, float(row[metric]))
-                )
-    for row in slos.get("services") or []:
-        for key, metric in _SERVICE_METRIC.items():
-            if row.get(key) is not None:
-                ceilings.append(SloCeiling("service", str(row["pattern"]), metric, float(row[key])))
-    return tuple(ceilings)
+    return runfolder.read_meta(Path(run_dir)).slos

@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-from capacity.gate import format_change, format_value
+from capacity.analysis.gate import format_change, format_value
 from capacity.history.series import ScenarioHistory, Series, history_to_json
 
 MAX_CHARTS = 60

@@ -176,7 +176,7 @@ def scenario_history(
     `targets`: shell patterns; only matching operations and services get a series. Load
     generator processes and the host are not services of the system under test.
     """
-    from capacity.validity import is_load_generator
+    from capacity.analysis.validity import is_load_generator
 
     if not runs:
         raise ValueError("no runs")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from capacity.addresses import redact
 from capacity.errors import ConfigError
 
 STORE_SCHEMA = 1
@@ -145,18 +145,6 @@ def resolve_location(value: str | os.PathLike[str] | None) -> str:
 
 def is_postgres(location: str) -> bool:
     return urlsplit(location).scheme in POSTGRES_SCHEMES
-
-
-def redact(location: str) -> str:
-    """The location with any password in a URL replaced by `***`."""
-    parts = urlsplit(location)
-    if not parts.scheme or "@" not in parts.netloc:
-        return re.sub(r"(password=)[^&\s]*", r"\1***", location)
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, sep, _password = userinfo.partition(":")
-    netloc = f"{user}{':***' if sep else ''}@{hostport}"
-    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _finite(value: Any) -> float | None:
