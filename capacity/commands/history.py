@@ -34,8 +34,9 @@ examples:
 
 Complete run folders are imported (their summary.json, or a summary re-made from the slices
 when it is missing); others are listed and skipped. Importing a run again replaces it.
-A run folder does not say which machine or toolkit made it: without --this-machine those
-fingerprint fields are "unknown", so imported runs are not compared with recorded ones."""
+A run folder records its core counts but not the toolkit or Temporal version: without
+--this-machine those fingerprint fields are "unknown", so imported runs are not compared with
+recorded ones."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

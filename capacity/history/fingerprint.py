@@ -8,9 +8,10 @@ changes it), the GraphQL schema's hash, the system under test's revision when gi
 generator's cores and processes, the host's cores, each service's CPU and memory limits, and
 the Temporal server's version.
 
-Some fields describe the machine and toolkit that made the run. A run folder does not hold
-them (before this module), so an import fills them only when told the runs were made here
-(`this_machine`); otherwise they are None, "unknown", which differs from any known value.
+Some fields describe the machine and toolkit that made the run. run.json (schema 2) records
+the core counts; the toolkit and Temporal versions it does not, so an import fills those (and
+the cores of older folders) only when told the runs were made here (`this_machine`);
+otherwise they are None, "unknown", which differs from any known value.
 """
 
 from __future__ import annotations
