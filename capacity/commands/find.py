@@ -184,10 +184,13 @@ def run(args: argparse.Namespace) -> int:
     say(f"find folder: {find_dir}")
     started = time.monotonic()
     probes: list[Probe] = []
-    stack = EmbeddedStack(scenario, state_dir, say) if scenario.targets.embedded_stack else None
+    # One stack (and its lease) for every probe; each probe's run reuses it.
+    stack = (
+        EmbeddedStack(scenario, state_dir, say, keep=args.keep_stack)
+        if scenario.targets.embedded_stack
+        else None
+    )
     with stack if stack is not None else _Null():
-        if stack is not None and args.keep_stack:
-            stack.started = False  # leave it running afterwards
         decision = decide([], config)
         while decision.next_rate_per_s is not None:
             rate = decision.next_rate_per_s
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
                 warmup_s=args.warmup_s,
                 max_users=args.max_users,
                 state_dir=state_dir,
-                keep_stack=args.keep_stack,
+                stack=stack,
                 say=lambda line: None,
             )
             probes.append(probe)

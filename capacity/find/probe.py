@@ -268,10 +268,11 @@ def run_probe(
     warmup_s: float,
     max_users: int | None,
     state_dir: Path,
-    keep_stack: bool,
+    stack: Any,
     say: Callable[[str], None],
 ) -> Probe:
-    """Write the probe's scenario, run it for real, and judge it."""
+    """Write the probe's scenario, run it for real (on `stack`, the embedded stack the search
+    holds, or None), and judge it."""
     from capacity.runner import RunOptions, run_scenario
 
     scenarios = find_dir / "scenarios"
@@ -286,9 +287,9 @@ def run_probe(
             scenario_path=path,
             reports_root=find_dir / "probes",
             state_dir=state_dir,
-            keep_stack=keep_stack,
         ),
         say,
+        stack=stack,
     )
     wall_s = time.monotonic() - started
     return probe_from_summary(index, rate_per_s, result.summary, result.run_dir, path, wall_s)
