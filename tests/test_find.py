@@ -104,15 +104,25 @@ def test_judging_a_probe_blames_the_system_only_for_its_own_slowness() -> None:
     saturated = "load generator locust was above 90% of a core for 30% of the run (limit 10%)"
     dropped = "arrival rate not met: 50 of 800 scheduled iterations dropped (6.2% > 1%)"
     assert classify({"verdict": "pass", "reasons": []}) == (PASS, ())
-    assert classify({"verdict": "fail", "reasons": [dropped]}) == (FAIL, (dropped,))
-    assert classify({"verdict": "fail", "reasons": [dropped, saturated]}) == (
+    failed = [{"metric": "p95_ms", "value": 300.0, "limit": 100.0, "passed": False}]
+    assert classify({"verdict": "fail", "reasons": [dropped], "slos": failed}) == (
+        FAIL,
+        (dropped,),
+    )
+    assert classify({"verdict": "fail", "reasons": [dropped, saturated], "slos": failed}) == (
         INVALID,
         (saturated,),
     )
     assert classify({"verdict": "inconclusive", "reasons": [dropped]}) == (INVALID, (dropped,))
+    slow_row = {"metric": "p95_ms", "value": 900.0, "limit": 100.0, "passed": None}
+    untrusted = {"verdict": "inconclusive", "reasons": [dropped], "slos": [slow_row]}
+    assert classify(untrusted) == (INVALID, (dropped,))  # not marked untrusted: not broken
+    untrusted["slos"] = [{**slow_row, "untrusted": True}]
+    assert classify(untrusted) == (FAIL, (dropped,))
     busy = {
         "verdict": "fail",
         "reasons": [],
+        "slos": [{"metric": "p95_ms", "value": 300.0, "limit": 100.0, "passed": False}],
         "resources": {
             "host": {"source": "host", "cpu_cores_mean": 1.95},
             "rules-engine": {"source": "process", "cpu_cores_mean": 0.3},

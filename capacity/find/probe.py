@@ -5,10 +5,13 @@ stage (and its relative file paths made absolute), written as TOML into the find
 the Locust child process reads the scenario from its path. The run goes through
 `capacity.runner.run_scenario` like any `capacity run`, into its own run folder.
 
-A probe passes or fails on the run's own verdict, with one exception that keeps a wrong
-answer out: a failed run whose figures are the load generator's fault (saturated, lost
-worker, stopped early) is invalid, not a failure of the system under test. Dropped arrivals
-beside failed SLOs are the system's: its slowness emptied the user pool.
+A probe passes on the run's verdict. It fails when a limit was broken and nothing but the
+system's own slowness stands in the way of trusting that: dropped arrivals beside broken
+latency limits are the system's (its slow answers kept the whole user pool waiting), so such
+a run, which the analysis calls inconclusive, is a failure of that rate here. A run whose
+figures are the load generator's or the machine's fault (saturated, lost worker, stopped
+early, other work on the host) is invalid, and so is one that dropped arrivals while its
+limits held (the rate was not sent, so it was not tested).
 """
 
 from __future__ import annotations
@@ -190,12 +193,26 @@ def classify(
     reasons = tuple(str(r) for r in summary.get("reasons") or ())
     if verdict == "pass":
         return PASS, ()
-    if verdict == "fail":
-        own = tuple(r for r in reasons if not any(p.search(r) for p in _SYSTEM_REASONS))
+    broken = [
+        row
+        for row in summary.get("slos") or []
+        if row.get("passed") is False
+        or (
+            row.get("untrusted")
+            and row.get("value") is not None
+            and row.get("limit") is not None
+            and float(row["value"]) > float(row["limit"])
+        )
+    ]
+    own = tuple(r for r in reasons if not any(p.search(r) for p in _SYSTEM_REASONS))
+    if broken:
         foreign = foreign_load_reason(summary, host_cores)
         if foreign:
             own += (foreign,)
-        return (INVALID, own) if own else (FAIL, reasons)
+    if own:
+        return INVALID, own
+    if broken:
+        return FAIL, reasons
     return INVALID, reasons or ("the run was inconclusive",)
 
 
