@@ -18,7 +18,7 @@ from typing import Any
 
 from capacity import runfolder
 from capacity.analysis.gate import Reference, RunMetrics
-from capacity.baseline import read_summary_file, reference_from_runs, run_metrics_from_summary
+from capacity.baseline import reference_from_runs, run_metrics_from_summary
 from capacity.errors import ConfigError
 from capacity.history import fingerprint
 from capacity.history.store import HistoryStore, StoredRun, fingerprint_sha256
@@ -46,9 +46,7 @@ def current_fingerprint(
     stored = {run.run_id: run for run in store.runs()}
     seen: dict[str, tuple[str, dict[str, Any]]] = {}
     for run_dir in run_dirs:
-        summary = read_summary_file(run_dir)
-        if not isinstance(summary, dict):
-            raise ConfigError(f"{run_dir}/summary.json: expected a JSON object")
+        summary = runfolder.read_summary(Path(run_dir))
         run_id = str(summary.get("run_id"))
         if run_id in stored:
             fp = dict(stored[run_id].fingerprint)

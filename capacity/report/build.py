@@ -120,7 +120,10 @@ def _charts(run: RunData) -> dict[str, list[tuple[str, str]]]:
             ("Memory per service against load", capacity_charts.resource_by_step(run.sweep, "mem")),
         ]
     sections["time"] = [
-        ("Latency over time", charts.latency_chart(run.timeline, run.t0_s, warmup_end)),
+        (
+            "Latency over time",
+            charts.latency_chart(run.timeline, run.t0_s, warmup_end, s.get("outages")),
+        ),
         ("Throughput over time", charts.throughput_chart(run.timeline, run.t0_s)),
     ]
     if run.resources is not None:
