@@ -225,3 +225,46 @@ def _parser_with(module: Any, func: Callable[[Any], int]) -> Callable[..., Any]:
         return parser
 
     return build
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Any:
+    """A 256 KiB tmpfs (root only): a reports folder that fills up during a run."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_disk_that_fills_mid_run_stops_it_with_one_line_and_keeps_the_data(
+    erp_stack: StackState, tmp_path: Path, small_disk: Path
+) -> None:
+    scenario = write_scenario(tmp_path / "s", "smoke.toml", erp_stack, replace=SHORT)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"x" * (256 * 1024 - 40 * 1024))  # about 40 KiB left for the run
+    reports = small_disk / "reports"
+    proc = subprocess.run(
+        [sys.executable, "-m", "capacity", "run", str(scenario), "--reports", str(reports),
+         "--state-dir", str(erp_stack.state_dir)],
+        capture_output=True, text=True, timeout=180, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("capacity: error:")]
+    assert len(errors) == 1 and "no space left on device" in errors[0], proc.stderr
+    run_dir = run_folder(reports)
+    assert not (run_dir / "summary.json").exists()  # never half written
+    filler.unlink()  # space again: the measurements are all there to report
+    report = subprocess.run(
+        [sys.executable, "-m", "capacity", "report", str(run_dir)],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert report.returncode == 3, report.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["verdict"] == "inconclusive"
+    assert sum(op["count_all"] for op in summary["operations"].values()) > 0
