@@ -32,6 +32,8 @@ COMMAND_MODULES = (
     "baseline",
     "init",
     "locustfile",
+    "history",
+    "find",
 )
 
 
