@@ -29,8 +29,19 @@ import tempfile
 import time
 from pathlib import Path
 
-OPS = [f"{kind} Op{i}" for kind, n in (("graphql", 8), ("rules", 4), ("workflow", 3)) for i in range(n)]
-TARGETS = ["gateway", "master-data", "rules-engine", "workflow", "temporal", "host", "locust", "postgres"]
+OPS = [
+    f"{kind} Op{i}" for kind, n in (("graphql", 8), ("rules", 4), ("workflow", 3)) for i in range(n)
+]
+TARGETS = [
+    "gateway",
+    "master-data",
+    "rules-engine",
+    "workflow",
+    "temporal",
+    "host",
+    "locust",
+    "postgres",
+]
 SLICE_S = 2.0
 T0 = 1_764_000_000.0
 POOL = 64
@@ -82,13 +93,17 @@ def build(run_dir: Path, hours: float) -> dict[str, float]:
             }
             fh.write(json.dumps(record, separators=(",", ":")) + "\n")
     with (run_dir / "resources.csv").open("w") as fh:
-        fh.write("ts_unix_s,source,target,cpu_cores,mem_mb,mem_limit_mb,cpu_throttled_s,host,container_id\n")
+        fh.write(
+            "ts_unix_s,source,target,cpu_cores,mem_mb,mem_limit_mb,cpu_throttled_s,host,container_id\n"
+        )
         for second in range(int(hours * 3600)):
             ts = T0 + second + 1
             for target in TARGETS:
                 source = "host" if target == "host" else "process"
                 cpu = 0.2 + 0.05 * rng.random()
-                fh.write(f"{ts:.3f},{source},{target},{cpu:.4f},{150 + rng.random():.3f},,,bench,\n")
+                fh.write(
+                    f"{ts:.3f},{source},{target},{cpu:.4f},{150 + rng.random():.3f},,,bench,\n"
+                )
     slos = [
         {"kind": "operation", "pattern": "graphql *", "metric": "p95_ms", "limit": 500.0},
         {"kind": "operation", "pattern": "graphql *", "metric": "error_rate", "limit": 0.01},
@@ -120,7 +135,8 @@ def build(run_dir: Path, hours: float) -> dict[str, float]:
 MEASURE_REPORT = """
 import resource, subprocess, sys, time
 t0 = time.perf_counter()
-done = subprocess.run([sys.executable, "-m", "capacity", "report", sys.argv[1]], capture_output=True)
+cmd = [sys.executable, "-m", "capacity", "report", sys.argv[1]]
+done = subprocess.run(cmd, capture_output=True)
 wall = time.perf_counter() - t0
 peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(wall, peak_kb / 1024, done.returncode)
@@ -145,15 +161,26 @@ print(tail_s, full_s, n)
 
 def measure(run_dir: Path) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-c", MEASURE_REPORT, str(run_dir)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", MEASURE_REPORT, str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
     wall_s, peak_mb, code = float(out[0]), float(out[1]), int(out[2])
     if code not in (0, 1, 3):
         raise SystemExit(f"capacity report {run_dir} exited {code}")
     tick = subprocess.run(
-        [sys.executable, "-c", MEASURE_TICK, str(run_dir)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", MEASURE_TICK, str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
-    return {"wall_s": wall_s, "peak_mb": peak_mb, "tick_ms": float(tick[0]) * 1000, "full_ms": float(tick[1]) * 1000}
+    return {
+        "wall_s": wall_s,
+        "peak_mb": peak_mb,
+        "tick_ms": float(tick[0]) * 1000,
+        "full_ms": float(tick[1]) * 1000,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
