@@ -21,6 +21,7 @@ import pandas as pd
 
 from capacity.recorder import decode_histogram, merge_histograms, new_histogram, percentile_ms
 from capacity.scenario import OperationSlo, ServiceSlo
+from capacity.traces.analysis import summarize_traces
 from capacity.validity import (
     MIN_SAMPLES,
     arrival_totals,
@@ -274,6 +275,7 @@ def summarize(
     operation_slos: Sequence[OperationSlo],
     service_slos: Sequence[ServiceSlo],
     extra_reasons: Sequence[str] = (),
+    spans: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The `summary.json` document for a run (see README for its fields)."""
     warmup_s = float(run_meta.get("warmup_s", 0.0) or 0.0)
@@ -281,6 +283,17 @@ def summarize(
     operations = operation_stats(slices, window)
     res = resource_stats(resources, window)
     slos = check_slos(operations, res, operation_slos, service_slos)
+    # --- traces: span SLOs and where the time goes (capacity.traces.analysis) ---
+    traces, span_slo_rows, trace_reasons = summarize_traces(
+        slices,
+        spans,
+        run_meta,
+        lambda record: in_steady_state(record, window),
+        steady_start_s=window.steady_start_s,
+        end_s=window.end_s,
+    )
+    slos += span_slo_rows
+    # --- end traces ---
     partial = run_meta.get("status") != "complete"
     load_generators = load_generator_cpu(resources, window.load_start_s, window.end_s)
     arrival = arrival_totals(s for s in slices if in_steady_state(s, window))
@@ -290,6 +303,7 @@ def summarize(
             operations, slos, partial=partial, load_generators=load_generators, arrival=arrival
         )
         + interruption_reasons(run_meta)
+        + trace_reasons
         + list(extra_reasons)
     )
     return {
@@ -309,6 +323,7 @@ def summarize(
         "load_generators": load_generators,
         "arrival": arrival,
         "workers": workers,
+        "traces": traces,
     }
 
 

@@ -107,6 +107,12 @@ def _add_arguments(parser: Any) -> None:
         default=False,
         help="Skip target health checks and GraphQL validation before load",
     )
+    group.add_argument(
+        "--trace-id-prefix",
+        env_var="CAPACITY_TRACE_ID_PREFIX",
+        default=None,
+        help="8 hex digits every trace id of this run starts with (capacity run sets it)",
+    )
 
 
 @events.init.add_listener

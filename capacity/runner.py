@@ -27,6 +27,7 @@ from capacity import runfolder
 from capacity.errors import CapacityError, StackError
 from capacity.preflight import DIRECT_OPENER, run_preflight
 from capacity.scenario import Scenario, load_scenario, slos_to_json
+from capacity.traces.run import TraceRun
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "erp.py"
@@ -81,10 +82,17 @@ def stack_ports(scenario: Scenario) -> dict[str, int]:
 class EmbeddedStack:
     """Starts the embedded stack for a run unless one is already up; stops only its own."""
 
-    def __init__(self, scenario: Scenario, state_dir: Path, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        state_dir: Path,
+        say: Callable[[str], None],
+        otlp_endpoint: str | None = None,
+    ) -> None:
         self.scenario = scenario
         self.state_dir = state_dir
         self.say = say
+        self.otlp_endpoint = otlp_endpoint  # where its services send spans (None: no tracing)
         self.started = False
         self.state: Any = None
 
@@ -95,6 +103,13 @@ class EmbeddedStack:
         if existing is not None:
             self.say(f"using the embedded stack already running ({self.state_dir})")
             self.state = existing
+            exporting = getattr(existing, "otlp_endpoint", None)
+            if self.otlp_endpoint and exporting != self.otlp_endpoint:
+                self.say(
+                    f"warning: the running stack sends spans to {exporting or 'nowhere'}, not to "
+                    f"this run's receiver ({self.otlp_endpoint}): restart it with "
+                    "`capacity stack down` to see its traces"
+                )
             if self.scenario.stack_tuning:
                 apply_tuning(existing, self.scenario.stack_tuning)
             return self
@@ -103,6 +118,7 @@ class EmbeddedStack:
             state_dir=self.state_dir,
             ports=stack_ports(self.scenario),
             tuning={k: dict(v) for k, v in self.scenario.stack_tuning.items()},
+            otlp_endpoint=self.otlp_endpoint,
         )
         self.state = supervisor.up(config, progress=lambda line: self.say(f"  {line}"))
         self.started = True
@@ -147,7 +163,12 @@ def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
 
 
 def locust_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, *, master_port: int | None = None
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    *,
+    master_port: int | None = None,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """The local Locust process, or with `master_port` the master (it runs no users itself)."""
     load = scenario.load
@@ -167,6 +188,8 @@ def locust_command(
         "--logfile",
         str(run_dir / runfolder.LOCUST_LOG),
     ]
+    if trace_id_prefix:
+        cmd += ["--trace-id-prefix", trace_id_prefix]
     if master_port is not None:
         cmd += [
             "--master",
@@ -186,9 +209,15 @@ def locust_command(
 
 
 def worker_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, master_port: int, index: int
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    master_port: int,
+    index: int,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """Worker `index` (1-based) of a distributed run; it writes nothing but its own log."""
+    trace = ["--trace-id-prefix", trace_id_prefix] if trace_id_prefix else []
     return [
         sys.executable,
         "-m",
@@ -204,6 +233,7 @@ def worker_command(
         str(scenario.path),
         "--logfile",
         str(run_dir / f"locust-worker-{index}.log"),
+        *trace,
     ]
 
 
@@ -238,7 +268,7 @@ class LocustProcess:
 
 
 def start_locust_processes(
-    options: RunOptions, scenario: Scenario, run_dir: Path
+    options: RunOptions, scenario: Scenario, run_dir: Path, trace_id_prefix: str | None = None
 ) -> list[LocustProcess]:
     """Start the local Locust process, or the master then `options.workers` workers.
 
@@ -247,14 +277,17 @@ def start_locust_processes(
     """
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if options.workers <= 0:
-        return [_spawn("locust", locust_command(options, scenario, run_dir), run_dir, base_env)]
+        cmd = locust_command(options, scenario, run_dir, trace_id_prefix=trace_id_prefix)
+        return [_spawn("locust", cmd, run_dir, base_env)]
     port = free_port()
-    master_cmd = locust_command(options, scenario, run_dir, master_port=port)
+    master_cmd = locust_command(
+        options, scenario, run_dir, master_port=port, trace_id_prefix=trace_id_prefix
+    )
     procs = [_spawn("locust-master", master_cmd, run_dir, base_env, out_name="locust.out")]
     for index in range(1, options.workers + 1):
         # The arrival-rate executor's share: every worker sends 1/N of the scenario's rate.
         env = {**base_env, ARRIVAL_SPLIT_ENV: f"{index - 1}/{options.workers}"}
-        cmd = worker_command(options, scenario, run_dir, port, index)
+        cmd = worker_command(options, scenario, run_dir, port, index, trace_id_prefix)
         procs.append(_spawn(f"locust-worker-{index}", cmd, run_dir, env))
     return procs
 
@@ -307,6 +340,7 @@ def run_locust(
     say: Callable[[str], None],
     *,
     service_pids: Mapping[str, int] | None = None,
+    trace_id_prefix: str | None = None,
 ) -> int:
     """Run Locust to completion, printing progress; SIGINT/SIGTERM stop it gracefully.
 
@@ -329,7 +363,7 @@ def run_locust(
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     sampler = None
     try:
-        procs.extend(start_locust_processes(options, scenario, run_dir))
+        procs.extend(start_locust_processes(options, scenario, run_dir, trace_id_prefix))
         if service_pids is not None:
             targets = {**service_pids, **{p.name: p.pid for p in procs}}
             sampler = _start_sampler(run_dir, targets, say)
@@ -459,10 +493,13 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
     from capacity.report.build import build_report
 
     scenario = load_scenario(options.scenario_path)
+    receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
     stack = (
-        EmbeddedStack(scenario, options.state_dir, say) if scenario.targets.embedded_stack else None
+        EmbeddedStack(scenario, options.state_dir, say, receiver.endpoint if receiver else None)
+        if scenario.targets.embedded_stack
+        else None
     )
-    with stack if stack is not None else _Null():
+    with stack if stack is not None else _Null(), receiver if receiver else _Null():
         say("checking targets ...")
         run_preflight(scenario)
         run_dir = runfolder.create_run_dir(options.reports_root, scenario.name)
@@ -479,9 +516,18 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
             slos=slos_to_json(scenario),
         )
         say(f"run folder: {run_dir}")
+        if receiver is not None:
+            receiver.start(run_dir, say)
         code = run_locust(
-            options, scenario, run_dir, say, service_pids=stack.pids() if stack else {}
+            options,
+            scenario,
+            run_dir,
+            say,
+            service_pids=stack.pids() if stack else {},
+            trace_id_prefix=receiver.prefix if receiver else None,
         )
+        if receiver is not None:
+            receiver.finish(run_dir, say)
         runfolder.update_run_json(
             run_dir,
             status="complete",

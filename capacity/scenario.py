@@ -19,6 +19,13 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from capacity.errors import ConfigError
+from capacity.traces.config import (
+    SpanSlo,
+    TracesConfig,
+    load_span_slos,
+    load_traces,
+    span_slos_to_json,
+)
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:4000/graphql"
 DEFAULT_MASTER_DATA_URL = "http://127.0.0.1:3010"
@@ -181,6 +188,8 @@ class Scenario:
     operation_slos: tuple[OperationSlo, ...] = ()
     service_slos: tuple[ServiceSlo, ...] = ()
     stack_tuning: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    traces: TracesConfig | None = None  # [traces]: the run's OTLP receiver (capacity.traces)
+    span_slos: tuple[SpanSlo, ...] = ()
 
     def slos_for_operation(self, operation: str) -> list[OperationSlo]:
         return [s for s in self.operation_slos if fnmatch.fnmatchcase(operation, s.pattern)]
@@ -294,8 +303,9 @@ def load_scenario(path: str | Path, *, time_scale: float | None = None) -> Scena
     users = _load_users(root.sub("users"), base, data)
     if not users:
         raise root.error("users", "at least one user class is required")
-    op_slos, svc_slos = _load_slos(root.sub("slos"))
+    op_slos, svc_slos, span_slos = _load_slos(root.sub("slos"))
     tuning = _load_tuning(root.sub("stack"))
+    traces = load_traces(root.sub("traces"))
     root.finish()
     scale = time_scale if time_scale is not None else _env_time_scale()
     if scale != 1.0:
@@ -311,6 +321,8 @@ def load_scenario(path: str | Path, *, time_scale: float | None = None) -> Scena
         operation_slos=op_slos,
         service_slos=svc_slos,
         stack_tuning=tuning,
+        traces=traces,
+        span_slos=span_slos,
     )
     check_allowed_hosts(scenario)
     return scenario
@@ -642,9 +654,11 @@ def _load_workflows(u: _Section, data: Mapping[str, DataPool]) -> tuple[Workflow
     return tuple(flows)
 
 
-def _load_slos(sec: _Section | None) -> tuple[tuple[OperationSlo, ...], tuple[ServiceSlo, ...]]:
+def _load_slos(
+    sec: _Section | None,
+) -> tuple[tuple[OperationSlo, ...], tuple[ServiceSlo, ...], tuple[SpanSlo, ...]]:
     if sec is None:
-        return (), ()
+        return (), (), ()
     ops: list[OperationSlo] = []
     services: list[ServiceSlo] = []
     op_sec = sec.sub("operations")
@@ -676,8 +690,9 @@ def _load_slos(sec: _Section | None) -> tuple[tuple[OperationSlo, ...], tuple[Se
             )
             s.finish()
         svc_sec.finish()
+    span_slos = load_span_slos(sec.sub("spans"))  # capacity.traces.config
     sec.finish()
-    return tuple(ops), tuple(services)
+    return tuple(ops), tuple(services), span_slos
 
 
 def _opt_positive(sec: _Section, key: str, *, allow_zero: bool = False) -> float | None:
@@ -692,6 +707,7 @@ def slos_to_json(scenario: Scenario) -> dict[str, list[dict[str, Any]]]:
     return {
         "operations": [asdict(s) for s in scenario.operation_slos],
         "services": [asdict(s) for s in scenario.service_slos],
+        "spans": span_slos_to_json(scenario.span_slos),
     }
 
 

@@ -15,14 +15,16 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, task
 
 from capacity.drivers.json_template import compile_json
 from capacity.drivers.lean_http import request_headers, send_checked
-from capacity.drivers.tracing import TraceSampler
+from capacity.drivers.tracing import TraceSampler, parse_prefix
 from capacity.drivers.variables import PoolCursor
+from capacity.recorder import TRACE_ID_KEY
 from capacity.scenario import GraphQLOperation, UserClass
 
 ERRORS_MARKER = b'"errors"'
@@ -103,6 +105,7 @@ class GraphQLUser(FastHttpUser):
         self._headers = request_headers(self.client, JSON_HEADERS, self.auth_header_value)
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
+        self._sampler = self.trace_sampler.with_prefix(trace_id_prefix(self.environment))
 
     def pick_operation(self) -> CompiledOperation:
         """A weighted pick, as random.choices makes it, without its per-call set-up."""
@@ -116,9 +119,12 @@ class GraphQLUser(FastHttpUser):
         op = self.pick_operation()
         # This user's own dict, updated in place: geventhttpclient copies headers per request.
         headers = self._headers
-        traceparent = self.trace_sampler.traceparent()
-        if traceparent is not None:
-            headers["traceparent"] = traceparent
+        context = self.context()
+        drawn = self._sampler.sample()
+        if drawn is not None:
+            headers["traceparent"] = drawn[0]
+            if drawn[1] is not None:  # sampled: the recorder keeps its client-side latency
+                context = {**context, TRACE_ID_KEY: drawn[1]}
         send_checked(
             self.client,
             "POST",
@@ -126,6 +132,12 @@ class GraphQLUser(FastHttpUser):
             op.body(),
             headers,
             op.stat_name,
-            self.context(),
+            context,
             graphql_failure,
         )
+
+
+def trace_id_prefix(environment: Any) -> int:
+    """The run's trace marker from `--trace-id-prefix` (0 when the run has none)."""
+    options = getattr(environment, "parsed_options", None)
+    return parse_prefix(getattr(options, "trace_id_prefix", None))

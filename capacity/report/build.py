@@ -17,6 +17,7 @@ from capacity.report.compare import compare_summaries
 from capacity.report.render import render_html, render_markdown
 from capacity.scenario import load_scenario, slos_from_json
 from capacity.sweep import DEFAULT_HEADROOM, SweepResult, analyse_sweep, sweep_to_json, think_time_s
+from capacity.traces.spans import iter_spans
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,12 @@ def load_run(
     resources = read_resources(resources_path) if resources_path.exists() else None
     op_slos, svc_slos = slos_from_json(meta.get("slos", {}))
     summary = summarize(
-        slices, resources, run_meta=meta, operation_slos=op_slos, service_slos=svc_slos
+        slices,
+        resources,
+        run_meta=meta,
+        operation_slos=op_slos,
+        service_slos=svc_slos,
+        spans=iter_spans(run_dir),
     )
     slice_s = float(meta.get("slice_s", 2.0) or 2.0)
     tl = timeline(slices, slice_s)

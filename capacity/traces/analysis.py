@@ -1,0 +1,464 @@
+"""Pure analysis of recorded spans: where each operation's time goes, per service and statement.
+
+Inputs are the run folder's span records (`capacity.traces.spans`) and the client side of the
+same traces (the `traces` lists of the slices: trace id, send time, client latency). No I/O.
+
+- **Critical path, self time.** A trace's entry span (the gateway's server span: the one whose
+  parent is not in the trace, its parent being the load generator) is cut into segments: from
+  its end backwards, the child that finished last before the cursor takes over (recursively),
+  and the gaps between children are the span's own time (Jaeger's critical-path rule). The
+  segments tile the entry span exactly, so per operation the time by component (service; a
+  database client span counts as its `db.system`) sums to the gateway's server time. A client
+  span's own time (connection, wire, the callee before its server span starts) counts to the
+  calling service.
+- **Time outside the stack**: client latency minus the gateway's server span (network and
+  load-generator queueing), per sampled request that has both.
+- **Statements**: database spans grouped by normalised statement; count, P50/P95/P99 from HDR
+  histograms (`capacity.recorder`: one percentile definition in the project).
+- **Span SLOs**: span targets are `server <service>` (server spans of a service), `db <system>`
+  (every database span of that system) and `sql <statement>`; `[slos.spans."<pattern>"]`
+  ceilings give rows shaped like `capacity.analysis.check_slos` rows (`kind = "span"`), judged
+  only on at least `MIN_SAMPLES` traces: the traces, not the spans, are the independent units.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from capacity.recorder import HIGHEST_US, new_histogram, percentile_ms
+from capacity.traces.config import SPAN_SLO_METRICS, SpanSlo
+from capacity.traces.spans import STATEMENT_KEYS, normalise_statement
+from capacity.validity import MIN_SAMPLES
+
+PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
+OUTSIDE = "outside the stack"
+EXEMPLARS = 10
+NO_TRACES = "no traces received"
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """One sampled request as the load generator saw it."""
+
+    operation: str
+    trace_id: str
+    start_s: float | None
+    latency_ms: float
+    failed: bool
+
+
+@dataclass
+class _Trace:
+    trace_id: str
+    spans: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+def client_records(
+    slices: Iterable[Mapping[str, Any]], keep: Callable[[Mapping[str, Any]], bool]
+) -> list[ClientRecord]:
+    """The sampled requests listed in the slices that `keep` accepts (e.g. steady state)."""
+    out: list[ClientRecord] = []
+    for record in slices:
+        if not keep(record):
+            continue
+        for name, op in (record.get("ops") or {}).items():
+            for row in op.get("traces") or ():
+                trace_id, start_s, latency_ms, failed = row
+                out.append(ClientRecord(name, str(trace_id), start_s, float(latency_ms), failed))
+    return out
+
+
+def dropped_client_records(slices: Iterable[Mapping[str, Any]]) -> int:
+    return sum(
+        int(op.get("traces_dropped", 0) or 0)
+        for record in slices
+        for op in (record.get("ops") or {}).values()
+    )
+
+
+def duration_ms(span: Mapping[str, Any]) -> float:
+    return max(0, int(span["end_ns"]) - int(span["start_ns"])) / 1e6
+
+
+def db_system(span: Mapping[str, Any]) -> str | None:
+    attrs = span.get("attrs") or {}
+    system = attrs.get("db.system") or attrs.get("db.system.name")
+    return str(system) if system else None
+
+
+def statement(span: Mapping[str, Any]) -> str | None:
+    attrs = span.get("attrs") or {}
+    for key in STATEMENT_KEYS:
+        if attrs.get(key):
+            return normalise_statement(str(attrs[key]))
+    return None
+
+
+def component(span: Mapping[str, Any]) -> str:
+    """What a span's own time is charged to: its database system, else its service."""
+    return db_system(span) or str(span.get("service") or "unknown")
+
+
+def entry_span(spans: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The trace's entry: the earliest span whose parent is not in the trace, server first."""
+    ids = {s["span_id"] for s in spans}
+    orphans = [s for s in spans if s.get("parent_id") not in ids]
+    if not orphans:
+        return None
+    servers = [s for s in orphans if s.get("kind") == "server"]
+    return min(servers or orphans, key=lambda s: int(s["start_ns"]))
+
+
+def critical_path(
+    root: Mapping[str, Any], children: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[str, int]:
+    """Nanoseconds of the root's window charged to each component along its critical path."""
+    totals: Counter[str] = Counter()
+
+    def walk(span: Mapping[str, Any], start_ns: int, end_ns: int) -> None:
+        cursor = end_ns
+        kids = sorted(children.get(span["span_id"], ()), key=lambda s: -int(s["end_ns"]))
+        for child in kids:
+            child_start = max(int(child["start_ns"]), start_ns)
+            child_end = min(int(child["end_ns"]), cursor)
+            if child_end <= child_start or child_start >= cursor:
+                continue  # outside the window, or hidden behind a later-finishing sibling
+            totals[component(span)] += cursor - child_end
+            walk(child, child_start, child_end)
+            cursor = child_start
+            if cursor <= start_ns:
+                break
+        totals[component(span)] += max(0, cursor - start_ns)
+
+    walk(root, int(root["start_ns"]), int(root["end_ns"]))
+    return dict(totals)
+
+
+def _histogram_stats(values_ms: Sequence[float]) -> dict[str, Any]:
+    hist = new_histogram()
+    for value in values_ms:
+        hist.record_value(min(max(int(value * 1000 + 0.5), 1), HIGHEST_US))
+    out: dict[str, Any] = {"count": len(values_ms)}
+    for key, pct in PERCENTILES.items():
+        p = percentile_ms(hist, pct)
+        out[key] = round(p, 3) if p is not None else None
+    out["max_ms"] = round(max(values_ms), 3) if values_ms else None
+    out["mean_ms"] = round(sum(values_ms) / len(values_ms), 3) if values_ms else None
+    return out
+
+
+def _group(spans: Iterable[Mapping[str, Any]]) -> dict[str, _Trace]:
+    traces: dict[str, _Trace] = {}
+    for span in spans:
+        trace = traces.get(span["trace_id"])
+        if trace is None:
+            trace = traces[span["trace_id"]] = _Trace(span["trace_id"])
+        trace.spans.append(span)
+    return traces
+
+
+def _operation_name(root: Mapping[str, Any]) -> str:
+    name = (root.get("attrs") or {}).get("graphql.operation.name")
+    return f"graphql {name}" if name else str(root.get("name") or "unknown")
+
+
+def _workflow_ids(trace: _Trace) -> tuple[str, str] | None:
+    for span in trace.spans:
+        attrs = span.get("attrs") or {}
+        if attrs.get("temporalWorkflowID"):
+            return str(attrs["temporalWorkflowID"]), str(attrs.get("temporalRunID") or "")
+    return None
+
+
+def analyse_traces(
+    spans: Iterable[Mapping[str, Any]],
+    clients: Sequence[ClientRecord],
+    *,
+    steady_start_s: float | None = None,
+    end_s: float | None = None,
+) -> dict[str, Any]:
+    """Per operation breakdowns, span targets, statements and exemplars of the steady traces.
+
+    A trace counts when its sampled request is in `clients` (already steady-state), or, with no
+    client record, when its entry span starts within [steady_start_s, end_s].
+    """
+    by_client = {c.trace_id: c for c in clients}
+    ops: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"traces": 0, "ns": Counter(), "server": [], "client": [], "outside": []}
+    )
+    server_ms: dict[str, list[float]] = defaultdict(list)
+    server_traces: dict[str, set[str]] = defaultdict(set)
+    db_ms: dict[str, list[float]] = defaultdict(list)
+    db_traces: dict[str, set[str]] = defaultdict(set)
+    sql: dict[tuple[str, str], dict[str, Any]] = {}
+    rows: list[dict[str, Any]] = []
+    checked = violations = 0
+    traces = _group(spans)
+    n_spans = 0
+    for trace in traces.values():
+        root = entry_span(trace.spans)
+        if root is None:
+            continue
+        client = by_client.get(trace.trace_id)
+        if client is None:
+            start_s = int(root["start_ns"]) / 1e9
+            if steady_start_s is not None and start_s < steady_start_s:
+                continue
+            if end_s is not None and start_s > end_s:
+                continue
+        n_spans += len(trace.spans)
+        operation = client.operation if client else _operation_name(root)
+        children: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+        for span in trace.spans:
+            children[span.get("parent_id") or ""].append(span)
+            if span.get("kind") == "server":
+                server_ms[str(span.get("service"))].append(duration_ms(span))
+                server_traces[str(span.get("service"))].add(trace.trace_id)
+            system = db_system(span)
+            if system is not None:
+                db_ms[system].append(duration_ms(span))
+                db_traces[system].add(trace.trace_id)
+                text = statement(span) or span.get("name") or "?"
+                entry = sql.setdefault(
+                    (system, text), {"ms": [], "traces": set(), "services": set()}
+                )
+                entry["ms"].append(duration_ms(span))
+                entry["traces"].add(trace.trace_id)
+                entry["services"].add(str(span.get("service")))
+        op = ops[operation]
+        op["traces"] += 1
+        op["ns"].update(critical_path(root, children))
+        root_ms = duration_ms(root)
+        op["server"].append(root_ms)
+        row: dict[str, Any] = {
+            "trace_id": trace.trace_id,
+            "operation": operation,
+            "server_ms": round(root_ms, 3),
+            "client_ms": None,
+            "spans": len(trace.spans),
+        }
+        if client is not None:
+            checked += 1
+            op["client"].append(client.latency_ms)
+            op["outside"].append(client.latency_ms - root_ms)
+            violations += client.latency_ms < root_ms
+            row["client_ms"] = round(client.latency_ms, 3)
+        workflow = _workflow_ids(trace)
+        if workflow:
+            row["workflow_id"], row["run_id"] = workflow
+        rows.append(row)
+    operations = {name: _operation_row(op) for name, op in sorted(ops.items())}
+    targets: dict[str, dict[str, Any]] = {}
+    for service, values in sorted(server_ms.items()):
+        targets[f"server {service}"] = {
+            **_histogram_stats(values),
+            "traces": len(server_traces[service]),
+        }
+    for system, values in sorted(db_ms.items()):
+        targets[f"db {system}"] = {**_histogram_stats(values), "traces": len(db_traces[system])}
+    statements = []
+    for (system, text), entry in sql.items():
+        stats = _histogram_stats(entry["ms"])
+        statements.append(
+            {
+                "statement": text,
+                "system": system,
+                "services": sorted(entry["services"]),
+                "traces": len(entry["traces"]),
+                "total_ms": round(sum(entry["ms"]), 3),
+                **stats,
+            }
+        )
+        targets[f"sql {text}"] = {**stats, "traces": len(entry["traces"])}
+    statements.sort(key=lambda s: (-(s["p95_ms"] or 0.0), -s["count"]))
+    rows.sort(key=lambda r: -r["server_ms"])
+    return {
+        "traces": sum(op["traces"] for op in operations.values()),
+        "spans": n_spans,
+        "client_checked": checked,
+        "client_below_server": violations,
+        "operations": operations,
+        "targets": targets,
+        "statements": statements,
+        "exemplars": rows[:EXEMPLARS],
+    }
+
+
+def _operation_row(op: Mapping[str, Any]) -> dict[str, Any]:
+    """Mean time per request by component (ms, critical path), plus server/client/outside."""
+    n = op["traces"]
+    breakdown = {
+        name: round(ns / 1e6 / n, 3)
+        for name, ns in sorted(op["ns"].items(), key=lambda kv: -kv[1])
+        if n
+    }
+    server = _histogram_stats(op["server"])
+    row: dict[str, Any] = {
+        "traces": n,
+        "breakdown_ms": breakdown,
+        "breakdown_sum_ms": round(sum(breakdown.values()), 3),
+        "server_mean_ms": server["mean_ms"],
+        "server_p95_ms": server["p95_ms"],
+        "client_traces": len(op["client"]),
+        "client_mean_ms": _mean(op["client"]),
+        "outside_mean_ms": _mean(op["outside"]),
+        "outside_p95_ms": _histogram_stats([max(0.0, v) for v in op["outside"]])["p95_ms"]
+        if op["outside"]
+        else None,
+    }
+    return row
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def check_span_slos(
+    targets: Mapping[str, Mapping[str, Any]], slos: Sequence[SpanSlo]
+) -> list[dict[str, Any]]:
+    """Rows like `capacity.analysis.check_slos` rows, `kind = "span"`, one per target and metric.
+
+    `passed` is None (inconclusive) when the target rests on fewer traces than `MIN_SAMPLES`
+    asks for the metric, or when no target matches the pattern (no value at all).
+    """
+    rows: list[dict[str, Any]] = []
+    for slo in slos:
+        matched = [t for t in targets if fnmatch.fnmatchcase(t, slo.pattern)]
+        for metric in SPAN_SLO_METRICS:
+            limit = getattr(slo, metric)
+            if limit is None:
+                continue
+            if not matched:
+                rows.append(_row(slo.pattern, metric, limit, None, None, 0))
+            for target in matched:
+                stats = targets[target]
+                value = stats.get(metric)
+                n_traces = int(stats.get("traces", 0))
+                enough = n_traces >= MIN_SAMPLES.get(metric, 1)
+                passed = None if value is None or not enough else bool(value <= limit)
+                rows.append(_row(target, metric, limit, value, passed, n_traces))
+    return rows
+
+
+def _row(
+    target: str, metric: str, limit: float, value: Any, passed: bool | None, traces: int
+) -> dict[str, Any]:
+    return {
+        "kind": "span",
+        "target": target,
+        "metric": metric,
+        "limit": limit,
+        "value": value,
+        "passed": passed,
+        "traces": traces,
+    }
+
+
+def trace_url(template: str, row: Mapping[str, Any], namespace: str = "") -> str | None:
+    """A link for an exemplar: the trace view, or for a workflow the Temporal UI (None: no link)."""
+    if not template:
+        return None
+    try:
+        return template.format(
+            trace_id=row.get("trace_id", ""),
+            workflow_id=row.get("workflow_id", ""),
+            run_id=row.get("run_id", ""),
+            namespace=namespace,
+        )
+    except (KeyError, IndexError, ValueError):
+        return None
+
+
+def traces_summary(
+    spans: Iterable[Mapping[str, Any]],
+    clients: Sequence[ClientRecord],
+    span_slos: Sequence[SpanSlo],
+    *,
+    receiver: Mapping[str, Any] | None,
+    links: Mapping[str, str] | None = None,
+    steady_start_s: float | None = None,
+    end_s: float | None = None,
+    clients_dropped: int = 0,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(the summary's `traces` section, span SLO rows, reasons the run is inconclusive).
+
+    `receiver` is what the run's receiver recorded in run.json (None: the run had no
+    `[traces]`, so span SLOs cannot be judged).
+    """
+    spans = list(spans)
+    result = analyse_traces(spans, clients, steady_start_s=steady_start_s, end_s=end_s)
+    links = links or {}
+    for row in result["exemplars"]:
+        template = links.get("workflow_url") if row.get("workflow_id") else None
+        row["url"] = trace_url(links.get("trace_url", ""), row)
+        if template:
+            row["workflow_url"] = trace_url(template, row, links.get("namespace", ""))
+    slo_rows = check_span_slos(result["targets"], span_slos)
+    reasons: list[str] = []
+    note = None
+    if receiver is None:
+        note = "tracing off: the scenario has no [traces] section"
+        if span_slos:
+            reasons.append("span SLOs need a [traces] section (no trace receiver ran)")
+    elif not spans:
+        endpoint = receiver.get("endpoint") or "the receiver"
+        note = (
+            f"{NO_TRACES}: nothing was exported to {endpoint} for this run's traces "
+            f"({len(clients)} sampled requests); check the collector's otlphttp exporter"
+        )
+        if span_slos:
+            reasons.append(note)
+    section = {
+        "enabled": receiver is not None,
+        "note": note,
+        "receiver": dict(receiver) if receiver is not None else None,
+        "spans_recorded": len(spans),
+        "sampled_requests": len(clients),
+        "sampled_requests_dropped": clients_dropped,
+        **result,
+    }
+    return section, slo_rows, reasons
+
+
+def summarize_traces(
+    slices: Sequence[Mapping[str, Any]],
+    spans: Iterable[Mapping[str, Any]],
+    run_meta: Mapping[str, Any],
+    keep: Callable[[Mapping[str, Any]], bool],
+    *,
+    steady_start_s: float,
+    end_s: float,
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:
+    """`capacity.analysis.summarize`'s entry: the `traces` section, span SLO rows, reasons.
+
+    `keep` tells a steady-state slice; the receiver's settings and counters and the span
+    SLOs come from run.json (`traces`, `slos.spans`). (None, [], []) for a run without
+    tracing and without span SLOs.
+    """
+    from capacity.traces.config import span_slos_from_json
+
+    receiver = run_meta.get("traces")
+    span_slos = span_slos_from_json(run_meta.get("slos") or {})
+    spans = list(spans)
+    if receiver is None and not span_slos and not spans:
+        return None, [], []
+    clients = client_records(slices, keep)
+    links = {
+        "trace_url": str((receiver or {}).get("trace_url") or ""),
+        "workflow_url": str((receiver or {}).get("workflow_url") or ""),
+        "namespace": str((receiver or {}).get("namespace") or ""),
+    }
+    return traces_summary(
+        spans,
+        clients,
+        span_slos,
+        receiver=receiver,
+        links=links,
+        steady_start_s=steady_start_s,
+        end_s=end_s,
+        clients_dropped=dropped_client_records(slices),
+    )
