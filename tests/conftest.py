@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -16,12 +18,35 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO_ROOT / "scenarios"
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 right now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def stack_config(state_dir: Path) -> StackConfig:
+    """A stack on free ports whose services send spans to a free port (a run's receiver)."""
+    ports = supervisor.pick_free_ports()
+    (otlp,) = [p for p in free_ports(8) if p not in ports.values()][:1]
+    endpoint = f"http://127.0.0.1:{otlp}/v1/traces"
+    return StackConfig(ports=ports, state_dir=state_dir, otlp_endpoint=endpoint)
+
+
+def otlp_port(state: StackState) -> int | None:
+    """The port the stack's services send spans to (where a run's receiver must listen)."""
+    return urlsplit(state.otlp_endpoint).port if state.otlp_endpoint else None
+
+
 @pytest.fixture(scope="session")
 def erp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
-    """The whole embedded stack (Temporal included) on free ports, shared by the session."""
-    config = StackConfig(
-        ports=supervisor.pick_free_ports(), state_dir=tmp_path_factory.mktemp("erp-stack")
-    )
+    """The whole embedded stack (Temporal, PostgreSQL included) on free ports, for the session."""
+    config = stack_config(tmp_path_factory.mktemp("erp-stack"))
     state = supervisor.up(config, timeout_s=90)
     try:
         yield state
@@ -43,6 +68,9 @@ def retarget(text: str, state: StackState) -> str:
         r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', text
     )
     text = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', text)
+    port = otlp_port(state)
+    if port is not None:  # [traces] port: where this stack's services send their spans
+        text = re.sub(r"(?m)^port = \d+", f"port = {port}", text)
     return text
 
 

@@ -13,6 +13,7 @@ from capacity import runfolder
 from capacity.analysis import summarize, timeline
 from capacity.errors import CapacityError, ConfigError
 from capacity.report import capacity_charts, charts
+from capacity.report import traces as traces_report
 from capacity.report.compare import compare_summaries
 from capacity.report.render import render_html, render_markdown
 from capacity.scenario import load_scenario, slos_from_json
@@ -112,6 +113,8 @@ def _charts(run: RunData) -> dict[str, list[tuple[str, str]]]:
             ("CPU per service against load", capacity_charts.resource_by_step(run.sweep, "cpu")),
             ("Memory per service against load", capacity_charts.resource_by_step(run.sweep, "mem")),
         ]
+    if isinstance(s.get("traces"), dict):
+        sections["traces"] = [("Where the time goes", traces_report.breakdown_chart(s["traces"]))]
     sections["time"] = [
         ("Latency over time", charts.latency_chart(run.timeline, run.t0_s, warmup_end)),
         ("Throughput over time", charts.throughput_chart(run.timeline, run.t0_s)),

@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from capacity.report import views
+from capacity.report import traces, views
 from capacity.report.compare import RESOURCE_METRICS
 from capacity.report.views import fmt, headline
 
@@ -66,6 +66,7 @@ def render_html(
         compare_res_metrics=RESOURCE_METRICS,
         fmt_pct=views.fmt_pct,
         fmt_users=views.fmt_users,
+        tr=traces.context(summary),
     )
 
 
@@ -260,6 +261,7 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
             for name, r in summary.get("resources", {}).items()
         ],
     )
+    lines += traces.markdown(summary)
     errors = error_rows(summary)
     if errors:
         lines += ["## Failures", ""]

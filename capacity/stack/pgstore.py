@@ -125,6 +125,11 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No `RESET ALL; UNLISTEN *; ...` round trip per released connection: master-data
+    leaves no session state behind, and that statement would be a database span per query."""
+
+
 async def load_dataset(conn: asyncpg.Connection, dataset: refdata.Dataset) -> None:
     """(Re)create the tables and load `dataset` into them."""
     await conn.execute(SCHEMA)
@@ -180,7 +185,12 @@ class Store:
     ) -> Store:
         """Connect a pool, load the dataset, return the store."""
         pool = await asyncpg.create_pool(
-            dsn, min_size=2, max_size=max_size, init=_init_connection, command_timeout=60
+            dsn,
+            min_size=2,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+            command_timeout=60,
         )
         async with pool.acquire() as conn:
             await load_dataset(conn, dataset or refdata.generate())
