@@ -51,6 +51,7 @@ from capacity.gate import (
     SloCeiling,
     metric_value,
 )
+from capacity.traces.analysis import gate_targets
 from capacity.validity import is_load_generator
 
 BASELINE_SCHEMA = 1
@@ -131,6 +132,13 @@ def read_run_metrics(run_dir: Path) -> RunMetrics:
                 f: _number(row.get(f), f"{path}: key '{section}.{target}.{f}'") for f in fields
             }
         tables[section] = table
+    # server-side span targets (capacity.traces), gated as operations named "span <target>"
+    for target, row in gate_targets(data).items():
+        tables["operations"].setdefault(
+            target,
+            {f: _number(row.get(f), f"{path}: key 'traces.targets.{target[5:]}.{f}'")
+             for f in _SUMMARY_OPERATION_FIELDS},
+        )  # fmt: skip
     return RunMetrics(
         run_id=data["run_id"],
         scenario=data["scenario"],

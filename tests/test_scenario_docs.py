@@ -6,12 +6,12 @@ import re
 
 from conftest import REPO_ROOT
 
-LOADER = REPO_ROOT / "capacity" / "scenario.py"
+LOADERS = (REPO_ROOT / "capacity" / "scenario.py", REPO_ROOT / "capacity" / "traces" / "config.py")
 DOCS = REPO_ROOT / "scenarios" / "README.md"
 
 
 def loader_keys() -> set[str]:
-    source = LOADER.read_text(encoding="utf-8")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in LOADERS)
     pattern = r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"|_opt_positive\(\w+, "([a-z_0-9]+)"'
     return {a or b for a, b in re.findall(pattern, source)}
 

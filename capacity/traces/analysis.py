@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,11 +180,13 @@ def analyse_traces(
     *,
     steady_start_s: float | None = None,
     end_s: float | None = None,
+    excluded: Collection[str] = (),
 ) -> dict[str, Any]:
     """Per operation breakdowns, span targets, statements and exemplars of the steady traces.
 
     A trace counts when its sampled request is in `clients` (already steady-state), or, with no
-    client record, when its entry span starts within [steady_start_s, end_s].
+    client record at all (not in `clients`, not in `excluded`: the requests of the warm-up),
+    when its entry span starts within [steady_start_s, end_s].
     """
     by_client = {c.trace_id: c for c in clients}
     ops: dict[str, dict[str, Any]] = defaultdict(
@@ -204,6 +206,8 @@ def analyse_traces(
         if root is None:
             continue
         client = by_client.get(trace.trace_id)
+        if client is None and trace.trace_id in excluded:
+            continue
         if client is None:
             start_s = int(root["start_ns"]) / 1e9
             if steady_start_s is not None and start_s < steady_start_s:
@@ -383,6 +387,7 @@ def traces_summary(
     steady_start_s: float | None = None,
     end_s: float | None = None,
     clients_dropped: int = 0,
+    excluded: Collection[str] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """(the summary's `traces` section, span SLO rows, reasons the run is inconclusive).
 
@@ -390,7 +395,9 @@ def traces_summary(
     `[traces]`, so span SLOs cannot be judged).
     """
     spans = list(spans)
-    result = analyse_traces(spans, clients, steady_start_s=steady_start_s, end_s=end_s)
+    result = analyse_traces(
+        spans, clients, steady_start_s=steady_start_s, end_s=end_s, excluded=excluded
+    )
     links = links or {}
     for row in result["exemplars"]:
         template = links.get("workflow_url") if row.get("workflow_id") else None
@@ -447,6 +454,7 @@ def summarize_traces(
     if receiver is None and not span_slos and not spans:
         return None, [], []
     clients = client_records(slices, keep)
+    unsteady = {c.trace_id for c in client_records(slices, lambda r: not keep(r))}
     links = {
         "trace_url": str((receiver or {}).get("trace_url") or ""),
         "workflow_url": str((receiver or {}).get("workflow_url") or ""),
@@ -461,4 +469,26 @@ def summarize_traces(
         steady_start_s=steady_start_s,
         end_s=end_s,
         clients_dropped=dropped_client_records(slices),
+        excluded=unsteady,
     )
+
+
+GATE_PREFIX = "span "
+
+
+def gate_targets(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Span targets as the regression gate reads operations: `span server gateway`, `span db
+    postgresql` with `p50_ms`/`p95_ms`/`p99_ms`/`max_ms` and `count` = traces (its minimum-
+    sample rule counts independent units). Per-statement targets are left out: a rare
+    statement missing from one run would make runs disagree on what to compare."""
+    traces = summary.get("traces")
+    if not isinstance(traces, Mapping):
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, stats in (traces.get("targets") or {}).items():
+        if str(name).startswith("sql ") or not isinstance(stats, Mapping):
+            continue
+        row = {key: stats.get(key) for key in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}
+        row["count"] = stats.get("traces")
+        out[GATE_PREFIX + str(name)] = row
+    return out
