@@ -40,7 +40,8 @@ def stack_config(state_dir: Path) -> StackConfig:
 
 def otlp_port(state: StackState) -> int | None:
     """The port the stack's services send spans to (where a run's receiver must listen)."""
-    return urlsplit(state.otlp_endpoint).port if state.otlp_endpoint else None
+    endpoint = getattr(state, "otlp_endpoint", None)
+    return urlsplit(endpoint).port if endpoint else None
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +69,10 @@ def retarget(text: str, state: StackState) -> str:
         r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', text
     )
     text = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', text)
-    port = otlp_port(state)
-    if port is not None:  # [traces] port: where this stack's services send their spans
-        text = re.sub(r"(?m)^port = \d+", f"port = {port}", text)
+    # [traces] port: where this stack's services send their spans (else any free port, never
+    # the default one another run may hold)
+    port = otlp_port(state) or free_ports(1)[0]
+    text = re.sub(r"(?m)^port = \d+", f"port = {port}", text)
     return text
 
 

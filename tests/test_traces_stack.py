@@ -134,7 +134,7 @@ def test_a_slow_database_fails_the_db_slo_not_the_api(
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert summary["verdict"] == "fail"
     db = slo(summary, "db postgresql")
-    assert db["passed"] is False and 120.0 <= db["value"] < 130.0
+    assert db["passed"] is False and 120.0 <= db["value"] < 200.0
     api = [s for s in summary["slos"] if s["kind"] == "operation" and s["metric"] == "p95_ms"]
     assert api and all(s["passed"] is True for s in api), api
 

@@ -136,7 +136,7 @@ def breakdown_chart(traces: Mapping[str, Any]) -> str | None:
 
     names = [*components(traces), OUTSIDE]
     labels = sorted(ops)
-    fig, ax = plt.subplots(figsize=(9.0, 0.6 + 0.45 * len(labels) + 0.4))
+    fig, ax = plt.subplots(figsize=(9.0, 1.6 + 0.45 * len(labels)))
     left = [0.0] * len(labels)
     colours = plt.get_cmap("tab10")
     for i, component in enumerate(names):
@@ -152,7 +152,7 @@ def breakdown_chart(traces: Mapping[str, Any]) -> str | None:
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlabel("mean time per request (ms): critical path by component, then outside the stack")
     ax.invert_yaxis()
-    ax.legend(loc="lower right", ncol=min(len(names), 4), fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), fontsize=8)
     return to_data_uri(fig)
 
 
