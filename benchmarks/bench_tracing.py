@@ -171,11 +171,15 @@ def run_arm(args: argparse.Namespace) -> None:
 
     from capacity.drivers.graphql import make_graphql_user
     from capacity.recorder import SliceRecorder
+    from capacity.scenario import GraphQLSettings, Targets
 
     spec, cursors = graphql_operation(args.operation)
     rates = AA_ARMS if args.aa else ARMS
     spec = dataclasses.replace(spec, trace_sample_rate=rates[args.child])
-    cls = make_graphql_user(spec, args.url, cursors, auth_header=None, name="GraphQLUser")
+    targets = Targets(
+        gateway_url=args.url, graphql=GraphQLSettings(client_name="", client_version="")
+    )  # as bench_graphql_driver's driver arm: no client-awareness headers
+    cls = make_graphql_user(spec, targets, cursors, name="GraphQLUser")
     env = Environment(user_classes=[cls], parsed_options=argparse.Namespace(trace_id_prefix=MARKER))
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as sink:
 

@@ -36,8 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capacity.errors import ConfigError
-from capacity.gate import (
+from capacity.analysis.gate import (
     DEFAULT_OPERATION_REFERENCE,
     DEFAULT_SERVICE_REFERENCE,
     KINDS,
@@ -48,11 +47,12 @@ from capacity.gate import (
     GateConfig,
     Reference,
     RunMetrics,
-    SloCeiling,
+    SloSpec,
     metric_value,
 )
+from capacity.analysis.validity import is_load_generator
+from capacity.errors import ConfigError
 from capacity.traces.analysis import gate_targets
-from capacity.validity import is_load_generator
 
 BASELINE_SCHEMA = 1
 SUMMARY_SCHEMA = 1
@@ -72,7 +72,7 @@ class Baseline:
     name: str
     description: str
     config: GateConfig
-    slos: tuple[SloCeiling, ...]
+    slos: tuple[SloSpec, ...]
     reference: Reference | None
     saved_at: str = ""
     schema: int = BASELINE_SCHEMA
@@ -233,11 +233,11 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
         raise ConfigError(f"{where}: table 'gate': {exc}") from exc
 
 
-def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
+def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloSpec, ...]:
     unknown = set(raw) - set(_SECTION.values())
     if unknown:
         raise ConfigError(f"{where}: unknown key 'slos.{sorted(unknown)[0]}'")
-    ceilings: list[SloCeiling] = []
+    ceilings: list[SloSpec] = []
     for kind in KINDS:
         section = _SECTION[kind]
         for pattern, metrics in _table(raw, section, where).items():
@@ -259,7 +259,7 @@ def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
                     raise ConfigError(
                         f"{where}: key '{key}.{metric}' must be a number >= 0, got {limit!r}"
                     )
-                ceilings.append(SloCeiling(kind, pattern, metric, float(limit)))
+                ceilings.append(SloSpec(kind, pattern, metric, float(limit)))
     return tuple(ceilings)
 
 

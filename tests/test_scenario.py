@@ -26,11 +26,12 @@ def test_smoke_is_short_and_gated_by_the_stack_baselines() -> None:
     s = load_scenario(SCENARIOS / "smoke.toml")
     assert s.load.total_duration_s <= 60
     assert {"graphql", "rules", "workflows"} <= set(s.users)
-    limits = {slo.pattern: slo.p95_ms for slo in s.operation_slos}
+    limits = {slo.pattern: slo.limit for slo in s.slos_of("operation") if slo.metric == "p95_ms"}
     assert limits["graphql *"] == 500
     assert limits["rules *"] == 50
     assert limits["workflow complete *"] == 2000
-    assert all(slo.mem_mb == 512 and slo.cpu_cores == 0.5 for slo in s.service_slos)
+    limits_by_metric = {slo.metric: slo.limit for slo in s.slos_of("service")}
+    assert limits_by_metric == {"cpu_cores_mean": 0.5, "mem_mb_max": 512}
 
 
 def bad(tmp_path: Path, body: str) -> Path:

@@ -14,18 +14,20 @@ import pytest
 
 from capacity.drivers.tracing import TraceSampler, new_prefix, parse_prefix
 from capacity.errors import ConfigError
-from capacity.recorder import SliceRecorder, new_histogram, percentile_ms
+from capacity.recorder import SliceRecorder
+from capacity.runfolder.histograms import new_histogram, percentile_ms
 from capacity.scenario import load_scenario
+from capacity.slos import SloSpec, check_run
 from capacity.traces.analysis import (
     NO_TRACES,
     ClientRecord,
+    ClientTap,
     analyse_traces,
-    check_span_slos,
-    client_records,
     critical_path,
+    slo_targets,
     traces_summary,
+    unmatched_rows,
 )
-from capacity.traces.config import SpanSlo
 
 MS = 1_000_000  # ns
 T0 = 1_800_000_000 * 1_000_000_000
@@ -128,49 +130,58 @@ def test_traces_outside_steady_state_are_left_out() -> None:
     assert result["traces"] == 1 and result["exemplars"][0]["trace_id"] == "late"
 
 
-def test_span_slos_need_enough_traces() -> None:
-    targets = {
-        "db postgresql": {"p95_ms": 120.0, "traces": 40},
-        "server gateway": {"p95_ms": 20.0, "traces": 39},
-    }
-    rows = check_span_slos(targets, [SpanSlo("db *", p95_ms=100), SpanSlo("server *", p95_ms=50),
-                                     SpanSlo("queue *", p99_ms=10)])  # fmt: skip
+def test_span_slos_are_judged_on_traces_not_spans() -> None:
+    targets = slo_targets(
+        {
+            "db postgresql": {"p95_ms": 120.0, "count": 400, "traces": 40},
+            "server gateway": {"p95_ms": 20.0, "count": 390, "traces": 39},
+        }
+    )
+    specs = [SloSpec("span", "db *", "p95_ms", 100), SloSpec("span", "server *", "p95_ms", 50),
+             SloSpec("span", "queue *", "p99_ms", 10)]  # fmt: skip
+    rows = check_run(specs, {}, {}, targets) + unmatched_rows(specs, targets)
     by_target = {r["target"]: r for r in rows}
     assert by_target["db postgresql"]["passed"] is False
-    assert by_target["server gateway"]["passed"] is None  # 39 < MIN_SAMPLES["p95_ms"]
+    assert by_target["server gateway"]["passed"] is None  # 39 traces < MIN_SAMPLES["p95_ms"]
     assert by_target["queue *"] == {
         "kind": "span", "target": "queue *", "metric": "p99_ms", "limit": 10, "value": None,
-        "passed": None, "traces": 0,
+        "passed": None, "pattern": "queue *", "samples": 0,
     }  # fmt: skip
     assert all(r["kind"] == "span" and {"limit", "value", "passed"} <= set(r) for r in rows)
 
 
+def tap_of(*clients: ClientRecord) -> ClientTap:
+    tap = ClientTap(0.0)
+    tap.clients.extend(clients)
+    return tap
+
+
 def test_no_traces_received_is_said_and_inconclusive() -> None:
     receiver = {"endpoint": "http://127.0.0.1:9/v1/traces", "spans_kept": 0, "spans_foreign": 0}
-    clients = [ClientRecord("graphql GetCustomer", "t1", None, 25.0, False)]
-    section, rows, reasons = traces_summary([], clients, [SpanSlo("db *", p95_ms=100)],
-                                            receiver=receiver)  # fmt: skip
-    assert section["note"].startswith(NO_TRACES) and "1 sampled requests" in section["note"]
-    assert [r["passed"] for r in rows] == [None]
-    assert reasons and reasons[0].startswith(NO_TRACES)
-    section, rows, reasons = traces_summary([], clients, [], receiver=receiver)
-    assert section["note"].startswith(NO_TRACES) and rows == [] and reasons == []
+    tap = tap_of(ClientRecord("graphql GetCustomer", "t1", None, 25.0, False))
+    result = traces_summary([], tap, [SloSpec("span", "db *", "p95_ms", 100)], receiver=receiver)
+    assert result.section is not None
+    assert result.section["note"].startswith(NO_TRACES)
+    assert "1 sampled requests" in result.section["note"]
+    assert [r["passed"] for r in result.rows] == [None]
+    assert result.reasons and result.reasons[0].startswith(NO_TRACES)
+    result = traces_summary([], tap, [], receiver=receiver)
+    assert result.section is not None and result.section["note"].startswith(NO_TRACES)
+    assert result.rows == [] and result.reasons == []
+    assert traces_summary([], tap_of(), [], receiver=None).section is None
 
 
 def test_exemplars_link_through_the_templates() -> None:
     spans = customer_trace("a" * 32)
     spans[2]["attrs"]["temporalWorkflowID"] = "PurchaseOrderApproval-1"
-    section, _, _ = traces_summary(
-        spans,
-        [],
-        [],
-        receiver={"spans_kept": 6},
-        links={
-            "trace_url": "http://localhost:3301/trace/{trace_id}",
-            "workflow_url": "http://localhost:8088/namespaces/{namespace}/workflows/{workflow_id}",
-            "namespace": "vextrus",
-        },
-    )
+    receiver = {
+        "spans_kept": 6,
+        "trace_url": "http://localhost:3301/trace/{trace_id}",
+        "workflow_url": "http://localhost:8088/namespaces/{namespace}/workflows/{workflow_id}",
+        "namespace": "vextrus",
+    }
+    section = traces_summary(spans, tap_of(), [], receiver=receiver).section
+    assert section is not None
     (row,) = section["exemplars"]
     assert row["url"] == "http://localhost:3301/trace/" + "a" * 32
     assert row["workflow_url"] == (
@@ -203,11 +214,15 @@ def test_sampled_requests_are_listed_in_their_slice() -> None:
         ["ab" * 16, 999.5, 12.5, 0],
         ["cd" * 16, 999.7, 7.25, 1],
     ]
-    clients = client_records(records, lambda r: True)
-    assert [(c.trace_id, c.latency_ms, c.failed) for c in clients] == [
-        ("ab" * 16, 12.5, 0),
-        ("cd" * 16, 7.25, 1),
+    tap = ClientTap(steady_start_s=0.0)
+    assert list(tap.wrap(records)) == records
+    assert [(c.trace_id, c.latency_ms, c.failed) for c in tap.clients] == [
+        ("ab" * 16, 12.5, False),
+        ("cd" * 16, 7.25, True),
     ]
+    warmup = ClientTap(steady_start_s=2000.0)
+    warmup.add(records[0])
+    assert warmup.clients == [] and warmup.warmup_ids == {"ab" * 16, "cd" * 16}
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -234,10 +249,11 @@ p99_ms = 200
 """))  # fmt: skip
     assert scenario.traces is not None and scenario.traces.port == 14400
     assert scenario.traces.endpoint == "http://127.0.0.1:14400/v1/traces"
-    assert scenario.span_slos == (
-        SpanSlo("db *", p95_ms=100.0),
-        SpanSlo("server gateway", p50_ms=20.0, p99_ms=200.0),
-    )
+    assert [s for s in scenario.slos if s.kind == "span"] == [
+        SloSpec("span", "db *", "p95_ms", 100.0),
+        SloSpec("span", "server gateway", "p50_ms", 20.0),
+        SloSpec("span", "server gateway", "p99_ms", 200.0),
+    ]
     assert load_scenario(write(tmp_path, "[traces]\nenabled = false\n")).traces is None
 
 
@@ -260,11 +276,11 @@ def test_bad_traces_keys_name_the_key(tmp_path: Path, text: str, message: str) -
 def test_span_targets_reach_the_gate_as_operations(tmp_path: Path) -> None:
     import json
 
+    from capacity.analysis.gate import GateConfig, evaluate
     from capacity.baseline import load_baseline, read_run_metrics
-    from capacity.gate import GateConfig, evaluate
 
     spans = [s for i in range(50) for s in customer_trace(f"t{i:02d}", db_ms=150.0)]
-    section, _, _ = traces_summary(spans, [], [], receiver={"spans_kept": len(spans)})
+    section = traces_summary(spans, tap_of(), [], receiver={"spans_kept": len(spans)}).section
     summary = {"schema": 1, "run_id": "r1", "scenario": "smoke", "operations": {},
                "resources": {}, "traces": section}  # fmt: skip
     (tmp_path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")

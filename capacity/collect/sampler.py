@@ -16,14 +16,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from capacity.collect.csvfile import ResourceWriter
 from capacity.collect.samples import ResourceSample, Source
+from capacity.runfolder.resources import ResourceWriter
 
 log = logging.getLogger("capacity.collect")
 
 
 def _log_warning(message: str) -> None:
     log.warning("%s", message)
+
+
+# Warnings that lose no data: a fallback to another way of reading, a daemon back, nothing
+# matched yet (an SLO on an unsampled service is inconclusive on its own).
+BENIGN_WARNINGS = (
+    "cgroup files not readable",
+    "docker daemon reachable again",
+    "no container matches",
+)
 
 
 class Sampler:
@@ -52,6 +61,7 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._warned: set[str] = set()
+        self.problems: list[str] = []  # warnings that mean data is missing or a target died
 
     @property
     def samples_written(self) -> int:
@@ -62,6 +72,8 @@ class Sampler:
         if message in self._warned:
             return
         self._warned.add(message)
+        if not message.startswith(BENIGN_WARNINGS):
+            self.problems.append(message)
         try:
             self.on_warning(message)
         except Exception:  # a broken callback must not kill sampling

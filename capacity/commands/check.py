@@ -13,9 +13,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from capacity.analysis.gate import (
+    GateConfig,
+    GateReport,
+    RunMetrics,
+    evaluate,
+    missing_reference_data,
+)
 from capacity.baseline import Baseline, load_baseline, read_runs
 from capacity.errors import ConfigError
-from capacity.gate import GateConfig, GateReport, RunMetrics, evaluate, missing_reference_data
 from capacity.gate_output import render_json, render_junit, render_markdown, render_table
 
 EPILOG = """\

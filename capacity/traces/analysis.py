@@ -14,25 +14,25 @@ same traces (the `traces` lists of the slices: trace id, send time, client laten
 - **Time outside the stack**: client latency minus the gateway's server span (network and
   load-generator queueing), per sampled request that has both.
 - **Statements**: database spans grouped by normalised statement; count, P50/P95/P99 from HDR
-  histograms (`capacity.recorder`: one percentile definition in the project).
+  histograms (`capacity.runfolder.histograms`: one percentile definition in the project).
 - **Span SLOs**: span targets are `server <service>` (server spans of a service), `db <system>`
   (every database span of that system) and `sql <statement>`; `[slos.spans."<pattern>"]`
-  ceilings give rows shaped like `capacity.analysis.check_slos` rows (`kind = "span"`), judged
-  only on at least `MIN_SAMPLES` traces: the traces, not the spans, are the independent units.
+  limits are judged by `capacity.slos.check_run` like every other SLO, on the number of
+  traces (not spans: the traces are the independent units) against `MIN_SAMPLES`; a span
+  limit that matches no target gets an unjudged row, never a silent pass.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from capacity.recorder import HIGHEST_US, new_histogram, percentile_ms
-from capacity.traces.config import SPAN_SLO_METRICS, SpanSlo
+from capacity.runfolder.histograms import HIGHEST_US, new_histogram, percentile_ms
+from capacity.slos import SloSpec
 from capacity.traces.spans import STATEMENT_KEYS, normalise_statement
-from capacity.validity import MIN_SAMPLES
 
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
 OUTSIDE = "outside the stack"
@@ -57,27 +57,38 @@ class _Trace:
     spans: list[Mapping[str, Any]] = field(default_factory=list)
 
 
-def client_records(
-    slices: Iterable[Mapping[str, Any]], keep: Callable[[Mapping[str, Any]], bool]
-) -> list[ClientRecord]:
-    """The sampled requests listed in the slices that `keep` accepts (e.g. steady state)."""
-    out: list[ClientRecord] = []
-    for record in slices:
-        if not keep(record):
-            continue
+class ClientTap:
+    """Collects the sampled requests' client side from slice records as they stream past.
+
+    `wrap(records)` yields every record unchanged (the summary's one pass over the slices),
+    keeping the `traces` rows of its operations: steady-state ones as `clients`, the trace
+    ids of the warm-up in `warmup_ids` (their spans are left out, not taken as unmatched).
+    """
+
+    def __init__(self, steady_start_s: float) -> None:
+        self.steady_start_s = steady_start_s
+        self.clients: list[ClientRecord] = []
+        self.warmup_ids: set[str] = set()
+        self.dropped = 0
+
+    def wrap(self, records: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for record in records:
+            self.add(record)
+            yield record
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        mid_s = (float(record["t_start_s"]) + float(record["t_end_s"])) / 2.0
+        steady = mid_s >= self.steady_start_s
         for name, op in (record.get("ops") or {}).items():
+            self.dropped += int(op.get("traces_dropped", 0) or 0)
             for row in op.get("traces") or ():
                 trace_id, start_s, latency_ms, failed = row
-                out.append(ClientRecord(name, str(trace_id), start_s, float(latency_ms), failed))
-    return out
-
-
-def dropped_client_records(slices: Iterable[Mapping[str, Any]]) -> int:
-    return sum(
-        int(op.get("traces_dropped", 0) or 0)
-        for record in slices
-        for op in (record.get("ops") or {}).values()
-    )
+                if steady:
+                    self.clients.append(
+                        ClientRecord(name, str(trace_id), start_s, float(latency_ms), bool(failed))
+                    )
+                else:
+                    self.warmup_ids.add(str(trace_id))
 
 
 def duration_ms(span: Mapping[str, Any]) -> float:
@@ -321,47 +332,6 @@ def _mean(values: Sequence[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-def check_span_slos(
-    targets: Mapping[str, Mapping[str, Any]], slos: Sequence[SpanSlo]
-) -> list[dict[str, Any]]:
-    """Rows like `capacity.analysis.check_slos` rows, `kind = "span"`, one per target and metric.
-
-    `passed` is None (inconclusive) when the target rests on fewer traces than `MIN_SAMPLES`
-    asks for the metric, or when no target matches the pattern (no value at all).
-    """
-    rows: list[dict[str, Any]] = []
-    for slo in slos:
-        matched = [t for t in targets if fnmatch.fnmatchcase(t, slo.pattern)]
-        for metric in SPAN_SLO_METRICS:
-            limit = getattr(slo, metric)
-            if limit is None:
-                continue
-            if not matched:
-                rows.append(_row(slo.pattern, metric, limit, None, None, 0))
-            for target in matched:
-                stats = targets[target]
-                value = stats.get(metric)
-                n_traces = int(stats.get("traces", 0))
-                enough = n_traces >= MIN_SAMPLES.get(metric, 1)
-                passed = None if value is None or not enough else bool(value <= limit)
-                rows.append(_row(target, metric, limit, value, passed, n_traces))
-    return rows
-
-
-def _row(
-    target: str, metric: str, limit: float, value: Any, passed: bool | None, traces: int
-) -> dict[str, Any]:
-    return {
-        "kind": "span",
-        "target": target,
-        "metric": metric,
-        "limit": limit,
-        "value": value,
-        "passed": passed,
-        "traces": traces,
-    }
-
-
 def trace_url(template: str, row: Mapping[str, Any], namespace: str = "") -> str | None:
     """A link for an exemplar: the trace view, or for a workflow the Temporal UI (None: no link)."""
     if not template:
@@ -377,100 +347,103 @@ def trace_url(template: str, row: Mapping[str, Any], namespace: str = "") -> str
         return None
 
 
+def slo_targets(targets: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Span targets as `capacity.slos.check_run` judges them: `count` is the number of traces
+    (the independent units the minimum-sample rule counts), not of spans."""
+    return {name: {**stats, "count": stats.get("traces", 0)} for name, stats in targets.items()}
+
+
+def unmatched_rows(
+    specs: Sequence[SloSpec], targets: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """A row per span limit whose pattern matches no target: a limit nobody measured is never
+    a pass (`passed` None, like a service pattern with no resource samples)."""
+    rows = []
+    for spec in specs:
+        if spec.kind != "span" or any(fnmatch.fnmatchcase(t, spec.pattern) for t in targets):
+            continue
+        rows.append(
+            {
+                "kind": "span",
+                "target": spec.pattern,
+                "metric": spec.metric,
+                "limit": spec.limit,
+                "value": None,
+                "passed": None,
+                "pattern": spec.pattern,
+                "samples": 0,
+            }
+        )
+    return rows
+
+
+@dataclass
+class TraceResult:
+    """What the run summary takes from the traces: its section, span targets, extra rows."""
+
+    section: dict[str, Any] | None
+    targets: dict[str, dict[str, Any]]
+    rows: list[dict[str, Any]]
+    reasons: list[str]
+
+
 def traces_summary(
     spans: Iterable[Mapping[str, Any]],
-    clients: Sequence[ClientRecord],
-    span_slos: Sequence[SpanSlo],
+    tap: ClientTap,
+    specs: Sequence[SloSpec],
     *,
     receiver: Mapping[str, Any] | None,
-    links: Mapping[str, str] | None = None,
     steady_start_s: float | None = None,
     end_s: float | None = None,
-    clients_dropped: int = 0,
-    excluded: Collection[str] = (),
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
-    """(the summary's `traces` section, span SLO rows, reasons the run is inconclusive).
+) -> TraceResult:
+    """The summary's `traces` section, span targets for the SLO check, and why not judged.
 
-    `receiver` is what the run's receiver recorded in run.json (None: the run had no
-    `[traces]`, so span SLOs cannot be judged).
+    `receiver` is what the run's receiver recorded in run.json (`traces`); None: the run had
+    no `[traces]`, so span SLOs cannot be judged. (None section when there is nothing at all.)
     """
+    span_specs = [s for s in specs if s.kind == "span"]
     spans = list(spans)
+    if receiver is None and not span_specs and not spans:
+        return TraceResult(None, {}, [], [])
     result = analyse_traces(
-        spans, clients, steady_start_s=steady_start_s, end_s=end_s, excluded=excluded
+        spans,
+        tap.clients,
+        steady_start_s=steady_start_s,
+        end_s=end_s,
+        excluded=tap.warmup_ids,
     )
-    links = links or {}
+    links = receiver or {}
     for row in result["exemplars"]:
-        template = links.get("workflow_url") if row.get("workflow_id") else None
-        row["url"] = trace_url(links.get("trace_url", ""), row)
-        if template:
-            row["workflow_url"] = trace_url(template, row, links.get("namespace", ""))
-    slo_rows = check_span_slos(result["targets"], span_slos)
+        row["url"] = trace_url(str(links.get("trace_url") or ""), row)
+        if row.get("workflow_id") and links.get("workflow_url"):
+            row["workflow_url"] = trace_url(
+                str(links["workflow_url"]), row, str(links.get("namespace") or "")
+            )
     reasons: list[str] = []
     note = None
     if receiver is None:
         note = "tracing off: the scenario has no [traces] section"
-        if span_slos:
+        if span_specs:
             reasons.append("span SLOs need a [traces] section (no trace receiver ran)")
     elif not spans:
         endpoint = receiver.get("endpoint") or "the receiver"
         note = (
             f"{NO_TRACES}: nothing was exported to {endpoint} for this run's traces "
-            f"({len(clients)} sampled requests); check the collector's otlphttp exporter"
+            f"({len(tap.clients)} sampled requests); check the collector's otlphttp exporter"
         )
-        if span_slos:
+        if span_specs:
             reasons.append(note)
     section = {
         "enabled": receiver is not None,
         "note": note,
         "receiver": dict(receiver) if receiver is not None else None,
         "spans_recorded": len(spans),
-        "sampled_requests": len(clients),
-        "sampled_requests_dropped": clients_dropped,
+        "sampled_requests": len(tap.clients),
+        "sampled_requests_dropped": tap.dropped,
         **result,
     }
-    return section, slo_rows, reasons
-
-
-def summarize_traces(
-    slices: Sequence[Mapping[str, Any]],
-    spans: Iterable[Mapping[str, Any]],
-    run_meta: Mapping[str, Any],
-    keep: Callable[[Mapping[str, Any]], bool],
-    *,
-    steady_start_s: float,
-    end_s: float,
-) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[str]]:
-    """`capacity.analysis.summarize`'s entry: the `traces` section, span SLO rows, reasons.
-
-    `keep` tells a steady-state slice; the receiver's settings and counters and the span
-    SLOs come from run.json (`traces`, `slos.spans`). (None, [], []) for a run without
-    tracing and without span SLOs.
-    """
-    from capacity.traces.config import span_slos_from_json
-
-    receiver = run_meta.get("traces")
-    span_slos = span_slos_from_json(run_meta.get("slos") or {})
-    spans = list(spans)
-    if receiver is None and not span_slos and not spans:
-        return None, [], []
-    clients = client_records(slices, keep)
-    unsteady = {c.trace_id for c in client_records(slices, lambda r: not keep(r))}
-    links = {
-        "trace_url": str((receiver or {}).get("trace_url") or ""),
-        "workflow_url": str((receiver or {}).get("workflow_url") or ""),
-        "namespace": str((receiver or {}).get("namespace") or ""),
-    }
-    return traces_summary(
-        spans,
-        clients,
-        span_slos,
-        receiver=receiver,
-        links=links,
-        steady_start_s=steady_start_s,
-        end_s=end_s,
-        clients_dropped=dropped_client_records(slices),
-        excluded=unsteady,
-    )
+    targets = slo_targets(result["targets"])
+    return TraceResult(section, targets, unmatched_rows(span_specs, targets), reasons)
 
 
 GATE_PREFIX = "span "

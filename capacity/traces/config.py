@@ -1,21 +1,19 @@
-"""The scenario's `[traces]` section and `[slos.spans."<pattern>"]` ceilings, validated.
+"""The scenario's `[traces]` section, validated: where `capacity run` receives spans.
 
 Kept out of `capacity.scenario` so tracing is one module to read; the scenario loader calls
-`load_traces` and `load_span_slos` with its own table reader (anything with the `_Section`
-methods `get`, `positive`, `sub`, `error`, `path`, `finish` and a `table`).
+`load_traces` with its table reader (anything with the `Section` methods used here). The span
+ceilings, `[slos.spans."<pattern>"]`, are ordinary SLOs of kind `span` (`capacity.slos`).
 """
 
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 DEFAULT_PORT = 14318  # not 4318: a collector on the same machine usually holds that one
 TRACE_URL_FIELDS = frozenset({"trace_id"})
 WORKFLOW_URL_FIELDS = frozenset({"workflow_id", "run_id", "namespace"})
-SPAN_SLO_METRICS = ("p50_ms", "p95_ms", "p99_ms")
 
 
 @dataclass(frozen=True)
@@ -34,16 +32,6 @@ class TracesConfig:
         """The OTLP/HTTP traces URL senders on this machine use."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         return f"http://{host}:{self.port}/v1/traces"
-
-
-@dataclass(frozen=True)
-class SpanSlo:
-    """Ceilings on span durations of the span targets matching `pattern` (see analysis)."""
-
-    pattern: str
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    p99_ms: float | None = None
 
 
 class Section(Protocol):
@@ -94,32 +82,3 @@ def load_traces(sec: Section | None) -> TracesConfig | None:
     )
     sec.finish()
     return config if enabled else None
-
-
-def load_span_slos(sec: Section | None) -> tuple[SpanSlo, ...]:
-    """`[slos.spans."<pattern>"]` tables: `p50_ms`, `p95_ms`, `p99_ms` ceilings."""
-    if sec is None:
-        return ()
-    slos = []
-    for pattern in list(sec.table):
-        s = sec.sub(pattern)
-        assert s is not None
-        limits = {}
-        for metric in SPAN_SLO_METRICS:
-            if metric in s.table:
-                limits[metric] = s.positive(metric, 0.0)
-            else:
-                s.seen.add(metric)
-        slos.append(SpanSlo(pattern, **limits))
-        s.finish()
-    sec.finish()
-    return tuple(slos)
-
-
-def span_slos_to_json(slos: Sequence[SpanSlo]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in slos]
-
-
-def span_slos_from_json(data: Mapping[str, Any]) -> tuple[SpanSlo, ...]:
-    """The span ceilings stored in run.json's `slos.spans` (none in older run folders)."""
-    return tuple(SpanSlo(**d) for d in data.get("spans", ()) or ())
