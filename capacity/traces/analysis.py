@@ -422,9 +422,12 @@ def traces_summary(
     reasons: list[str] = []
     note = None
     if receiver is None:
-        note = "tracing off: the scenario has no [traces] section"
+        note = "tracing off: no trace receiver ran (capacity run starts one for [traces])"
         if span_specs:
-            reasons.append("span SLOs need a [traces] section (no trace receiver ran)")
+            reasons.append(
+                "span SLOs not judged: no trace receiver ran (capacity run starts one for a "
+                "scenario with [traces]; a plain locust run has none)"
+            )
     elif not spans:
         endpoint = receiver.get("endpoint") or "the receiver"
         note = (

@@ -22,7 +22,7 @@ class TracesConfig:
 
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    max_spans: int = 1_000_000
+    max_spans: int = 200_000  # analysed in memory: about 2 KB each, 400 MB at most
     flush_wait_s: float = 5.0
     trace_url: str = ""
     workflow_url: str = ""

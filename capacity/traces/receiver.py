@@ -82,7 +82,7 @@ class TraceReceiver:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        max_spans: int = 1_000_000,
+        max_spans: int = 200_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.marker_hex = marker_hex.lower()
