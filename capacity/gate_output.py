@@ -27,6 +27,7 @@ _MARK = {
     Verdict.PASS: "✅",
     Verdict.IMPROVEMENT: "🟢",
     Verdict.INCONCLUSIVE: "⚠️",
+    Verdict.SUSPECT: "⚠️",
     Verdict.REGRESSION: "❌",
     Verdict.FAIL: "❌",
 }

@@ -37,6 +37,7 @@ LOCUST_GRACE_S = 60.0
 LOOPBACK = "127.0.0.1"
 WORKER_CONNECT_WAIT_S = 60.0
 WORKER_EXIT_GRACE_S = 15.0
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,10 @@ def locust_command(
         str(run_dir / runfolder.LOCUST_LOG),
         "--time-scale",
         repr(options.time_scale),
+        # Let requests in flight at the end finish and be recorded: a request the server
+        # served but the recorder never saw would make counts differ from the server's.
+        "--stop-timeout",
+        f"{STOP_TIMEOUT_S:g}",
     ]
     if trace_id_prefix:
         cmd += ["--trace-id-prefix", trace_id_prefix]
@@ -423,6 +428,12 @@ def run_locust(
         if sampler is not None:
             sampler.stop()
             problems += [p for p in sampler.problems if not p.startswith("process locust")]
+            outages = [o for o in sampler.outages if not o[0].startswith("locust")]
+            if outages:
+                runfolder.update_run_json(
+                    run_dir,
+                    outages=[{"service": s, "from_s": a, "to_s": b} for s, a, b in outages],
+                )
         for s, handler in old.items():
             signal.signal(s, handler)
     code = procs[0].popen.wait()
@@ -554,6 +565,7 @@ def run_scenario(
 
     options = options.absolute()
     scenario = load_scenario(options.scenario_path, time_scale=options.time_scale)
+    runfolder.check_reports_root(options.reports_root)
     receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
     owned = stack is None and scenario.targets.embedded_stack
     if owned:

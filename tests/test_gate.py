@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -72,7 +73,12 @@ def test_too_few_runs_make_a_weak_comparison_with_wider_tolerance(n_base: int, n
     assert "weak" in medium.evidence
     big = compare("operation", "x", "p95_ms", base, scaled(BASE[:n_cur], 1.3), CONFIG)
     assert big.weak
-    assert big.verdict == Verdict.REGRESSION
+    # Too few runs to reach alpha: a big shift is suspect (exit 3), not a regression (exit 1)...
+    assert big.verdict == Verdict.SUSPECT and "suspect" in big.evidence
+    # ... unless the user asks weak comparisons to fail the build.
+    strict = dataclasses.replace(CONFIG, fail_weak=True)
+    forced = compare("operation", "x", "p95_ms", base, scaled(BASE[:n_cur], 1.3), strict)
+    assert forced.verdict == Verdict.REGRESSION
 
 
 def test_three_runs_per_side_can_reach_alpha() -> None:

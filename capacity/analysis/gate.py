@@ -12,6 +12,7 @@ No I/O here: `capacity.baseline` reads files, `capacity.gate_output` renders.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import zlib
@@ -45,6 +46,7 @@ class Verdict(StrEnum):
     FAIL = "fail"
     REGRESSION = "regression"
     IMPROVEMENT = "improvement"
+    SUSPECT = "suspect"  # a shift a comparison this small cannot show to be more than noise
     INCONCLUSIVE = "inconclusive"
 
 
@@ -65,6 +67,9 @@ class GateConfig:
     # budget per service; a smaller shift is background noise, not a regression.
     min_abs_cpu_cores: float = 0.05
     min_abs_mem_mb: float = 2.0
+    # A weak comparison (too few runs to reach alpha) reports a big shift as `suspect` (exit
+    # 3); with fail_weak it fails the build as a regression instead, knowingly.
+    fail_weak: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -187,8 +192,8 @@ class GateReport:
 
 
 def overall_verdict(verdicts: Sequence[Verdict]) -> Verdict:
-    """Worst verdict wins: an SLO failure, then a regression, then inconclusive, else pass."""
-    for worst in (Verdict.FAIL, Verdict.REGRESSION, Verdict.INCONCLUSIVE):
+    """Worst verdict wins: an SLO failure, a regression, suspect, inconclusive, else pass."""
+    for worst in (Verdict.FAIL, Verdict.REGRESSION, Verdict.SUSPECT, Verdict.INCONCLUSIVE):
         if worst in verdicts:
             return worst
     return Verdict.PASS
@@ -308,11 +313,11 @@ def compare(
     if weak:
         notes.append(
             f"weak: {n_base} vs {n_cur} runs cannot reach p<={config.alpha:g}; "
-            f"judged on the median shift with tolerance {threshold:.0%}"
+            f"a shift over {threshold:.0%} is "
+            + ("a regression (fail_weak)" if config.fail_weak else "suspect, not a regression")
         )
-        verdict = (
-            Verdict.REGRESSION if big_up else Verdict.IMPROVEMENT if big_down else Verdict.PASS
-        )
+        shifted = Verdict.REGRESSION if config.fail_weak else Verdict.SUSPECT
+        verdict = shifted if big_up else Verdict.PASS
     elif big_up:
         verdict = Verdict.REGRESSION if significant_up else Verdict.INCONCLUSIVE
         if not significant_up:
@@ -481,7 +486,15 @@ def compare_to_reference(
         for target, metrics in sorted(reference.targets(kind).items()):
             for metric, baseline_values in metrics.items():
                 current = [metric_value(run, kind, target, metric) or 0.0 for run in runs]
-                checks.append(compare(kind, target, metric, baseline_values, current, config))
+                check = compare(kind, target, metric, baseline_values, current, config)
+                too_few = _too_few_samples(metric, kind, target, runs)
+                if too_few and check.verdict != Verdict.PASS:
+                    check = dataclasses.replace(
+                        check,
+                        verdict=Verdict.INCONCLUSIVE,
+                        evidence=f"not judged: {too_few}; {check.evidence}",
+                    )
+                checks.append(check)
     return tuple(checks)
 
 

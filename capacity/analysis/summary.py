@@ -33,10 +33,10 @@ from capacity.analysis.validity import (
 )
 from capacity.runfolder.histograms import Counts, percentile_ms
 from capacity.runfolder.meta import RunMeta
+from capacity.runfolder.summary import SUMMARY_SCHEMA
 from capacity.slos import check_run, verdict
 from capacity.traces.analysis import ClientTap, traces_summary
 
-SUMMARY_SCHEMA = 1
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
 MAX_TIMELINE_POINTS = 600
 TIMELINE_COLUMNS = ["t_s", "group", "users", "rps", "failures_per_s", "p50_ms", "p95_ms", "p99_ms"]
@@ -346,6 +346,11 @@ def summarize(
         "arrival": stats.arrival,
         "workers": stats.workers,
         "schema_source": meta.get("schema_source"),
+        "outages": [
+            {**o, "to_s": o.get("to_s") if o.get("to_s") is not None else window.end_s}
+            for o in meta.get("outages") or []
+            if isinstance(o, dict) and isinstance(o.get("from_s"), int | float)
+        ],
         "traces": traced.section,
     }
     return Analysis(summary, stats.timeline, window)

@@ -174,6 +174,8 @@ class DockerSource:
         self._pool: ThreadPoolExecutor | None = None
         self._deltas = CounterDeltas()
         self._warnings: list[str] = []
+        self.gone: list[str] = []  # targets that stopped since the sampler last looked
+        self.returned: list[str] = []  # ... and that run again
         self._daemon_lost = False
         self._warned_empty = False
         self._next_discovery = 0.0
@@ -265,9 +267,9 @@ class DockerSource:
             seen[entry["Id"]] = (name, entry.get("State") == "running")
         for container_id in list(self._containers):
             if container_id not in seen:
-                self._warnings.append(
-                    f"container {self._containers[container_id].name} was removed during the run"
-                )
+                name = self._containers[container_id].name
+                self._warnings.append(f"container {name} was removed during the run")
+                self.gone.append(name)
                 self._drop(container_id)
         fallback: list[str] = []
         for container_id, (name, running) in seen.items():
@@ -277,6 +279,9 @@ class DockerSource:
                 self._containers[container_id] = known
             if known.running and not running:
                 self._warnings.append(f"container {name} stopped during the run")
+                self.gone.append(name)
+            elif running and not known.running and known.attached:
+                self.returned.append(name)
             known.name, known.running = name, running
             if running and not known.attached:
                 reason = self._attach(known)

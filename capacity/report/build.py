@@ -133,7 +133,10 @@ def _charts(run: RunData) -> dict[str, list[tuple[str, str]]]:
     if isinstance(s.get("traces"), dict):
         sections["traces"] = [("Where the time goes", traces_report.breakdown_chart(s["traces"]))]
     sections["time"] = [
-        ("Latency over time", charts.latency_chart(run.timeline, run.t0_s, warmup_end)),
+        (
+            "Latency over time",
+            charts.latency_chart(run.timeline, run.t0_s, warmup_end, s.get("outages")),
+        ),
         ("Throughput over time", charts.throughput_chart(run.timeline, run.t0_s)),
     ]
     if run.resources is not None:

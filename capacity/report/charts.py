@@ -52,9 +52,15 @@ def _downsample(times: pd.Series, values: pd.Series) -> tuple[pd.Series, pd.Seri
     return grouped["t"], grouped["v"]
 
 
-def latency_chart(timeline: pd.DataFrame, t0_s: float, warmup_end_s: float | None) -> str | None:
+def latency_chart(
+    timeline: pd.DataFrame,
+    t0_s: float,
+    warmup_end_s: float | None,
+    outages: list[dict[str, Any]] | None = None,
+) -> str | None:
     """P50/P95/P99 over time, one panel per kind of operation (a 10 ms rules call and a 1 s
-    workflow never share an axis), with the user count on the first panel."""
+    workflow never share an axis), with the user count on the first panel and a red window
+    where a service was down."""
     if timeline.empty:
         return None
     groups = sorted(timeline["group"].unique())
@@ -74,6 +80,14 @@ def latency_chart(timeline: pd.DataFrame, t0_s: float, warmup_end_s: float | Non
             ax.set_yscale("log")  # one stall would flatten every other point on a linear axis
         if warmup_end_s is not None and warmup_end_s > t0_s:
             ax.axvspan(0, warmup_end_s - t0_s, color="grey", alpha=0.15, label="warm-up")
+        for outage in outages or []:
+            ax.axvspan(
+                float(outage["from_s"]) - t0_s,
+                float(outage["to_s"]) - t0_s,
+                color="red",
+                alpha=0.12,
+                label=f"{outage['service']} down",
+            )
         ax.legend(loc="upper left", fontsize=7, ncol=4)
     first = axes[0, 0]
     users = first.twinx()
