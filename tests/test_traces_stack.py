@@ -3,7 +3,8 @@
 Real OpenTelemetry SDK spans from every stand-in, real PostgreSQL (pgserver) behind
 master-data, a known database delay injected with the `db_delay_*` knobs:
 
-- the measured database P50/P95 match the injected distribution (uniform 0-60 ms: 30 / 57 ms);
+- the measured database P50/P95 match the injected distribution (uniform 0-60 ms: 30 / 57 ms,
+  plus the query and the service's own loop lag, a bounded shift);
 - every sampled request's client latency is at least the gateway's server span, and each
   operation's breakdown sums to the gateway's server time within 5%;
 - a slowed database (120 ms per statement) turns the DB SLO red while the API P95 stays green;
@@ -104,9 +105,13 @@ def test_measured_db_time_matches_the_injected_delay(erp_stack: StackState, tmp_
     traces = summary["traces"]
     db = traces["targets"]["db postgresql"]
     assert db["traces"] >= 200 and db["count"] >= 300
-    # uniform(0, 60 ms) per statement: P50 30 ms, P95 57 ms; the query itself adds ~1 ms
-    assert 27.0 <= db["p50_ms"] <= 35.0, db
-    assert 54.0 <= db["p95_ms"] <= 63.0, db
+    # uniform(0, 60 ms) per statement: P50 30 ms, P95 57 ms. A span also holds the query and
+    # the service's event-loop lag: a shift of ~1 ms on a quiet machine, 6 ms measured at a
+    # load average of 7.5 on 2 cores. So: never below the injected quantiles, the spread
+    # between them kept (the distribution's shape), and a bounded shift.
+    assert db["p50_ms"] >= 29.9 and db["p95_ms"] >= 56.9, db
+    assert db["p95_ms"] - db["p50_ms"] == pytest.approx(27.0, abs=3.0), db
+    assert db["p50_ms"] - 30.0 <= 10.0 and db["p95_ms"] - 57.0 <= 10.0, db
     assert slo(summary, "db postgresql") == {"kind": "span", "target": "db postgresql",
         "metric": "p95_ms", "limit": 100.0, "value": db["p95_ms"], "passed": True,
         "pattern": "db *", "samples": db["traces"]}  # fmt: skip
