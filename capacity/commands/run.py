@@ -11,8 +11,9 @@ from pathlib import Path
 from capacity import shipped
 from capacity.errors import ConfigError, exit_code_for, worst_exit
 from capacity.report.text import verdict_text
-from capacity.runner import DEFAULT_STATE_DIR, EmbeddedStack, RunOptions, run_scenario
+from capacity.runner import DEFAULT_STATE_DIR, RunOptions, run_scenario
 from capacity.scenario import load_scenario
+from capacity.stack.embedded import EmbeddedStack
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

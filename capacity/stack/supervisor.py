@@ -27,7 +27,13 @@ from typing import Any
 import psutil
 
 import capacity
-from capacity.endpoints import DEFAULT_HOST, DEFAULT_PORTS, GRAPHQL_PATH, HEALTH_PATHS
+from capacity.endpoints import (
+    DEFAULT_HOST,
+    DEFAULT_PORTS,
+    DEFAULT_STATE_DIR,
+    GRAPHQL_PATH,
+    HEALTH_PATHS,
+)
 from capacity.errors import ConfigError, StackError
 from capacity.runfolder.files import write_json
 from capacity.stack import postgres
@@ -38,7 +44,6 @@ from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 # start order; postgres is master-data's database (capacity.stack.postgres)
 SERVICES = ("temporal", "postgres", "master-data", "rules-engine", "workflow", "gateway")
 DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:14318/v1/traces"  # capacity.traces.config port
-DEFAULT_STATE_DIR = Path(".capacity/stack")
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
 Progress = Callable[[str], None]
