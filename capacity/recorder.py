@@ -12,6 +12,12 @@ histogram, `hist_intended`, of the latency from the intended start to the respon
 for coordinated omission: a stalled load generator cannot hide the queueing it caused).
 Extra per-slice fields (the arrival executor's counters) are added by the `on_close`
 callback (the plugin fires its `slice_closing` event there) before the record is handed on.
+
+A request whose context carries `TRACE_ID_KEY` (a sampled W3C trace, see
+`capacity.drivers.tracing`) is also listed in its slice under `traces` as
+`[trace_id, start_s, latency_ms, failed]`, at most `MAX_TRACES_PER_SLICE` per operation (the
+rest counted in `traces_dropped`): the client side of the spans the trace receiver keeps.
+Unsampled requests cost nothing more.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from capacity.runfolder.slices import SLICE_SCHEMA
 
 MAX_ERROR_KEYS = 20
 INTENDED_START_KEY = "intended_start_s"
+TRACE_ID_KEY = "trace_id"
+MAX_TRACES_PER_SLICE = 2000
 RESERVED_FIELDS = frozenset({"schema", "t_start_s", "t_end_s", "worker", "users", "ops"})
 
 
@@ -40,6 +48,8 @@ class _OpSlice:
     partial: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     hist_intended: HdrHistogram | None = None
+    traces: list[list[Any]] | None = None
+    traces_dropped: int = 0
 
 
 def error_key(exception: BaseException | str) -> str:
@@ -105,6 +115,9 @@ class SliceRecorder:
             intended_s = context.get(INTENDED_START_KEY)
             if intended_s is not None:
                 self._record_intended(op, latency_us, float(intended_s), start_time)
+            trace_id = context.get(TRACE_ID_KEY)
+            if trace_id is not None:
+                _record_trace(op, trace_id, start_time, latency_us, exception is not None)
 
     def _record_intended(
         self, op: _OpSlice, latency_us: int, intended_s: float, start_time: float | None
@@ -138,6 +151,19 @@ class SliceRecorder:
         return record
 
 
+def _record_trace(
+    op: _OpSlice, trace_id: str, start_time: float | None, latency_us: int, failed: bool
+) -> None:
+    """List one sampled request: its trace id, send time, client latency and outcome."""
+    if op.traces is None:
+        op.traces = []
+    if len(op.traces) >= MAX_TRACES_PER_SLICE:
+        op.traces_dropped += 1
+        return
+    start_s = round(start_time, 6) if start_time is not None else None
+    op.traces.append([trace_id, start_s, latency_us / 1000.0, int(failed)])
+
+
 def _op_record(op: _OpSlice) -> dict[str, Any]:
     out: dict[str, Any] = {
         "count": op.count,
@@ -148,4 +174,8 @@ def _op_record(op: _OpSlice) -> dict[str, Any]:
     }
     if op.hist_intended is not None:
         out["hist_intended"] = encode_histogram(op.hist_intended)
+    if op.traces is not None:
+        out["traces"] = op.traces
+        if op.traces_dropped:
+            out["traces_dropped"] = op.traces_dropped
     return out

@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from capacity.report import views
+from capacity.report import traces, views
 from capacity.report.compare import RESOURCE_METRICS
 from capacity.report.views import fmt, headline
 
@@ -67,6 +67,7 @@ def render_html(
         fmt_pct=views.fmt_pct,
         fmt_users=views.fmt_users,
         headroom=views.headroom,
+        tr=traces.context(summary),
     )
 
 
@@ -262,6 +263,7 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
             for name, r in summary.get("resources", {}).items()
         ],
     )
+    lines += traces.markdown(summary)
     errors = error_rows(summary)
     if errors:
         lines += ["## Failures", ""]
