@@ -155,7 +155,9 @@ times = []
 for _ in range(21):  # the median of 21 ticks: one tick is a fraction of a millisecond
     with (run / "slices.jsonl").open("ab") as fh:
         fh.write(tick)
-    t0 = time.process_time(); n = tail.read_new(lambda r: None); times.append(time.process_time() - t0)
+    t0 = time.process_time()
+    n = tail.read_new(lambda r: None)
+    times.append(time.process_time() - t0)
 tail_s = sorted(times)[len(times) // 2]
 t0 = time.process_time(); m = sum(1 for _ in iter_slices(run)); full_s = time.process_time() - t0
 with (run / "slices.jsonl").open("r+b") as fh:  # leave the folder as it was built
