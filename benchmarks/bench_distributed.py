@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average after: {load_average()}")
     verdict = "PASS" if median >= TARGET else "FAIL"
     print(
-        f"{verdict} distributed efficiency {median:.3f} (median of {len(ratios)}; target >= {TARGET})"
+        f"{verdict} distributed efficiency {median:.3f} (median of {len(ratios)}; "
+        f"target >= {TARGET})"
     )
     return 0 if median >= TARGET else 1
 
