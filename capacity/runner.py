@@ -49,6 +49,8 @@ class RunOptions:
     workers: int = 0
     time_scale: float = 1.0
     share_stack: bool = False
+    repeat: dict[str, Any] | None = None  # {group, index, of, side}: a run of a repeat series
+    reset: str | None = None  # what was reset before this run (stationary system under test)
 
     def absolute(self) -> RunOptions:
         """The same options with every path absolute: child processes run elsewhere."""
@@ -61,6 +63,8 @@ class RunOptions:
             workers=self.workers,
             time_scale=self.time_scale,
             share_stack=self.share_stack,
+            repeat=self.repeat,
+            reset=self.reset,
         )
 
 
@@ -461,6 +465,8 @@ def run_scenario(
                 "embedded": stack is not None,
                 "started_by_this_run": bool(stack and stack.started),
             },
+            **({"repeat": options.repeat} if options.repeat else {}),
+            **({"reset": options.reset} if options.reset else {}),
         )
         say(f"run folder: {run_dir}")
         if receiver is not None:

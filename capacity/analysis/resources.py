@@ -71,6 +71,7 @@ class ResourceDigest:
     load_generators: dict[str, dict[str, Any]]
     chart: pd.DataFrame | None
     sampled: bool = field(default=False)
+    host_saturated_fraction: float | None = None  # steady-state host samples near all cores
 
 
 def digest_resources(
@@ -80,6 +81,7 @@ def digest_resources(
     load_start_s: float,
     end_s: float,
     chart_bucket_s: float,
+    host_cores: float | None = None,
 ) -> ResourceDigest:
     """Steady-state stats per target (all rows when none fall in the window, as before),
     Locust processes' CPU over the whole load, and a chart series of at most one point per
@@ -89,13 +91,19 @@ def digest_resources(
     generators: dict[str, _Stats] = {}
     chart_parts: list[pd.DataFrame] = []
     sampled = False
+    host_n = host_hot = 0
     for chunk in chunks:
         if chunk.empty:
             continue
         sampled = True
         ts = chunk["ts_unix_s"]
         _add_groups(everything, chunk)
-        _add_groups(steady, chunk[(ts >= steady_start_s) & (ts <= end_s + 1.0)])
+        inside = chunk[(ts >= steady_start_s) & (ts <= end_s + 1.0)]
+        _add_groups(steady, inside)
+        if host_cores:
+            host = inside.loc[inside["source"].astype(str) == "host", "cpu_cores"].dropna()
+            host_n += len(host)
+            host_hot += int((host > SATURATED_CORE_FRACTION * host_cores).sum())
         targets = chunk["target"].astype(str)
         is_generator = (chunk["source"].astype(str) == "process") & targets.str.match(
             LOAD_GENERATOR_TARGET
@@ -115,7 +123,11 @@ def digest_resources(
     }
     chart = _merge_chart(chart_parts) if chart_parts else None
     return ResourceDigest(
-        {t: stats[t].summary() for t in sorted(stats)}, load_generators, chart, sampled
+        {t: stats[t].summary() for t in sorted(stats)},
+        load_generators,
+        chart,
+        sampled,
+        round(host_hot / host_n, 4) if host_n else None,
     )
 
 

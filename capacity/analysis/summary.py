@@ -27,6 +27,7 @@ import pandas as pd
 
 from capacity.analysis.resources import chart_bucket_s, digest_resources
 from capacity.analysis.validity import (
+    SATURATED_TIME_FRACTION,
     Reason,
     arrival_totals_add,
     arrival_totals_finish,
@@ -395,6 +396,7 @@ def summarize(
         load_start_s=window.load_start_s,
         end_s=window.end_s,
         chart_bucket_s=chart_bucket_s(meta.load.duration_s, meta.slice_s),
+        host_cores=meta.host_cores,
     )
     res = digest.stats
     # --- traces: where the time goes, span SLOs (capacity.traces.analysis) ---
@@ -428,6 +430,9 @@ def summarize(
         + [Reason(text) for text in traced.reasons]
         + list(extra_reasons)
     )
+    # A saturated machine is marked, not a reason: the gate will not compare such runs as
+    # regressions, while one run's verdict stays about its SLOs.
+    machine = environment(meta, res, digest.host_saturated_fraction)
     rows = trust_rows(rows, reasons)
     texts = list(dict.fromkeys(r.text for r in reasons))
     summary = {
@@ -450,6 +455,8 @@ def summarize(
         "arrival": stats.arrival,
         "workers": stats.workers,
         "schema_source": meta.get("schema_source"),
+        "environment": machine,
+        "repeat": meta.get("repeat"),
         "outages": [
             {**o, "to_s": o.get("to_s") if o.get("to_s") is not None else window.end_s}
             for o in meta.get("outages") or []
@@ -458,6 +465,23 @@ def summarize(
         "traces": traced.section,
     }
     return Analysis(summary, stats.timeline, window, digest.chart)
+
+
+def environment(
+    meta: RunMeta, resources: Mapping[str, Mapping[str, Any]], saturated: float | None
+) -> dict[str, Any]:
+    """The machine during the steady state: how busy it was (the gate compares like with
+    like), and whether it was saturated (`contended`: the figures include other work)."""
+    host = resources.get("host", {})
+    busy = None
+    if meta.host_cores and host.get("cpu_cores_mean") is not None:
+        busy = round(float(host["cpu_cores_mean"]) / meta.host_cores, 4)
+    return {
+        "host_cores": meta.host_cores,
+        "host_busy_fraction": busy,
+        "host_saturated_fraction": saturated,
+        "contended": bool(saturated is not None and saturated > SATURATED_TIME_FRACTION),
+    }
 
 
 def _chunks(resources: pd.DataFrame | ResourceChunks | None) -> Iterable[pd.DataFrame]:
