@@ -447,6 +447,11 @@ def run_scenario(
     runfolder.check_reports_root(options.reports_root)
     receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
     owned = stack is None and scenario.targets.embedded_stack
+    if not owned and stack is not None and stack.state is not None and scenario.stack_tuning:
+        # A stack held for a series of runs: each run sets its own scenario's knobs.
+        from capacity.stack.tuning import apply_tuning
+
+        apply_tuning(stack.state, scenario.stack_tuning)
     if owned:
         stack = EmbeddedStack(
             scenario, options.state_dir, say, share=options.share_stack, keep=options.keep_stack
