@@ -27,6 +27,7 @@ from capacity.validity import (
     load_generator_cpu,
     run_reasons,
 )
+from capacity.wire_stats import add_client_figures, overhead_warnings
 
 SUMMARY_SCHEMA = 1
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
@@ -49,13 +50,23 @@ class RunWindow:
 def run_window(
     slices: Sequence[Mapping[str, Any]], warmup_s: float, load_start_s: float | None
 ) -> RunWindow:
+    """The load's start, the steady state's start and the end.
+
+    Steady state starts at the first slice boundary at or after the declared warm-up's end
+    (the warm-up rounded up to a whole slice), so no sample of the warm-up counts; with no
+    warm-up every slice counts.
+    """
     if not slices:
         start = load_start_s or 0.0
         return RunWindow(start, start + warmup_s, start + warmup_s)
     first = min(float(s["t_start_s"]) for s in slices)
     start = load_start_s if load_start_s is not None else first
     end = max(float(s["t_end_s"]) for s in slices)
-    return RunWindow(start, start + warmup_s, end)
+    if warmup_s <= 0:
+        return RunWindow(start, start, end)
+    declared = start + warmup_s
+    boundaries = [float(s["t_start_s"]) for s in slices if float(s["t_start_s"]) >= declared]
+    return RunWindow(start, min(boundaries, default=max(declared, end)), end)
 
 
 def run_window_of(slices: Sequence[Mapping[str, Any]], run_meta: Mapping[str, Any]) -> RunWindow:
@@ -66,9 +77,14 @@ def run_window_of(slices: Sequence[Mapping[str, Any]], run_meta: Mapping[str, An
 
 
 def in_steady_state(record: Mapping[str, Any], window: RunWindow) -> bool:
-    """A slice counts once its midpoint is past the warm-up."""
-    mid = (float(record["t_start_s"]) + float(record["t_end_s"])) / 2.0
-    return mid >= window.steady_start_s
+    """A slice counts when it starts at or after the steady state's start (see `run_window`).
+
+    With no warm-up, steady state starts with the load and every slice counts, including a
+    worker's whose clock runs a little behind the master's.
+    """
+    if window.steady_start_s <= window.load_start_s:
+        return True
+    return float(record["t_start_s"]) >= window.steady_start_s
 
 
 def operation_stats(
@@ -279,6 +295,7 @@ def summarize(
     warmup_s = float(run_meta.get("warmup_s", 0.0) or 0.0)
     window = run_window_of(slices, run_meta)
     operations = operation_stats(slices, window)
+    add_client_figures(operations, (s for s in slices if in_steady_state(s, window)))
     res = resource_stats(resources, window)
     slos = check_slos(operations, res, operation_slos, service_slos)
     partial = run_meta.get("status") != "complete"
@@ -303,6 +320,7 @@ def summarize(
         "status": "complete" if not partial else "partial",
         "verdict": verdict(slos, reasons),
         "reasons": reasons,
+        "warnings": overhead_warnings(operations),
         "operations": operations,
         "resources": res,
         "slos": slos,

@@ -12,6 +12,15 @@ histogram, `hist_intended`, of the latency from the intended start to the respon
 for coordinated omission: a stalled load generator cannot hide the queueing it caused).
 Extra per-slice fields (the arrival executor's counters) come from providers registered with
 `add_slice_field`.
+
+A driver that times at the socket (`capacity.drivers.wire_timing`) adds `wire_time` and
+`connect_time` (ms) to the `request` event. Then `hist` holds the wire latency (what the
+system took: first byte written to last byte received) and, for the same requests,
+`hist_client` the client-observed latency (Locust's `response_time`) and `hist_overhead` the
+client's own share (client-observed minus wire minus connect); `hist_connect` holds the
+connection set-up times. A request without a wire figure (a connection error, a TLS target, a
+driver that does not time at the socket) is recorded into `hist` as client-observed, as
+before.
 """
 
 from __future__ import annotations
@@ -85,6 +94,9 @@ class _OpSlice:
     partial: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     hist_intended: HdrHistogram | None = None
+    hist_client: HdrHistogram | None = None
+    hist_overhead: HdrHistogram | None = None
+    hist_connect: HdrHistogram | None = None
 
 
 def error_key(exception: BaseException | str) -> str:
@@ -136,12 +148,22 @@ class SliceRecorder:
         exception: BaseException | str | None = None,
         context: Mapping[str, Any] | None = None,
         start_time: float | None = None,
+        wire_time: float | None = None,
+        connect_time: float | None = None,
         **_: Any,
     ) -> None:
         op = self._ops.get(name)
         if op is None:
             op = self._ops[name] = _OpSlice()
-        latency_us = min(max(int((response_time or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
+        if wire_time is None:
+            latency_us = _us(response_time)
+        else:
+            latency_us = _us(wire_time)
+            self._record_client(op, response_time or 0.0, wire_time, connect_time or 0.0)
+        if connect_time is not None:
+            if op.hist_connect is None:
+                op.hist_connect = new_histogram()
+            op.hist_connect.record_value(_us(connect_time))
         op.hist.record_value(latency_us)
         op.count += 1
         self.total_requests += 1
@@ -158,6 +180,15 @@ class SliceRecorder:
             intended_s = context.get(INTENDED_START_KEY)
             if intended_s is not None:
                 self._record_intended(op, latency_us, float(intended_s), start_time)
+
+    @staticmethod
+    def _record_client(op: _OpSlice, client_ms: float, wire_ms: float, connect_ms: float) -> None:
+        if op.hist_client is None:
+            op.hist_client = new_histogram()
+            op.hist_overhead = new_histogram()
+        assert op.hist_overhead is not None
+        op.hist_client.record_value(_us(client_ms))
+        op.hist_overhead.record_value(_us(client_ms - wire_ms - connect_ms))
 
     def _record_intended(
         self, op: _OpSlice, latency_us: int, intended_s: float, start_time: float | None
@@ -191,6 +222,11 @@ class SliceRecorder:
         return record
 
 
+def _us(ms: float | None) -> int:
+    """A latency in ms as whole microseconds within the histograms' range."""
+    return min(max(int((ms or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
+
+
 def _op_record(op: _OpSlice) -> dict[str, Any]:
     out: dict[str, Any] = {
         "count": op.count,
@@ -199,6 +235,8 @@ def _op_record(op: _OpSlice) -> dict[str, Any]:
         "hist": encode_histogram(op.hist),
         "errors": dict(op.errors),
     }
-    if op.hist_intended is not None:
-        out["hist_intended"] = encode_histogram(op.hist_intended)
+    for key in ("hist_intended", "hist_client", "hist_overhead", "hist_connect"):
+        hist = getattr(op, key)
+        if hist is not None:
+            out[key] = encode_histogram(hist)
     return out

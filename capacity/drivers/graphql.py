@@ -23,6 +23,7 @@ from capacity.drivers.json_template import compile_json
 from capacity.drivers.lean_http import request_headers, send_checked
 from capacity.drivers.tracing import TraceSampler
 from capacity.drivers.variables import PoolCursor
+from capacity.drivers.wire_timing import for_user
 from capacity.scenario import GraphQLOperation, UserClass
 
 ERRORS_MARKER = b'"errors"'
@@ -103,6 +104,7 @@ class GraphQLUser(FastHttpUser):
         self._headers = request_headers(self.client, JSON_HEADERS, self.auth_header_value)
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
+        self._wire = for_user(self)
 
     def pick_operation(self) -> CompiledOperation:
         """A weighted pick, as random.choices makes it, without its per-call set-up."""
@@ -128,4 +130,5 @@ class GraphQLUser(FastHttpUser):
             op.stat_name,
             self.context(),
             graphql_failure,
+            self._wire,
         )

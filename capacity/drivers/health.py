@@ -1,5 +1,6 @@
 """Health driver: polls each service's health endpoint at a low, fixed rate, so the
-report shows availability during the run without adding measurable load."""
+report shows availability during the run without adding measurable load. Requests go
+through the lean path with a wire probe, like the other HTTP drivers."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Mapping
 
 from locust import FastHttpUser, constant_throughput, task
 
+from capacity.drivers.lean_http import request_headers, send_checked
+from capacity.drivers.wire_timing import for_user
 from capacity.scenario import UserClass
 
 
@@ -30,16 +33,24 @@ def make_health_user(
     )
 
 
+def _any_body(_content: bytes) -> tuple[str | None, bool]:
+    return None, False
+
+
 class HealthUser(FastHttpUser):
     abstract = True
     targets: dict[str, str] = {}
 
     def on_start(self) -> None:
-        self._order = list(self.targets.items())
+        self._order = [(f"health {service}", url) for service, url in self.targets.items()]
         self._next = 0
+        self._headers = request_headers(self.client, {})
+        self._wire = for_user(self)
 
     @task
     def check(self) -> None:
-        service, url = self._order[self._next % len(self._order)]
+        name, url = self._order[self._next % len(self._order)]
         self._next += 1
-        self.client.get(url, name=f"health {service}")
+        send_checked(
+            self.client, "GET", url, b"", self._headers, name, self.context(), _any_body, self._wire
+        )

@@ -13,6 +13,7 @@ from typing import Any
 from locust import FastHttpUser, between, task
 
 from capacity.drivers.lean_http import BodyCheck, request_headers, send_checked
+from capacity.drivers.wire_timing import for_user
 from capacity.scenario import RuleSetLoad, UserClass
 
 
@@ -94,11 +95,20 @@ class RulesUser(FastHttpUser):
     def on_start(self) -> None:
         self._headers = request_headers(self.client, self.headers)
         self._url = f"{self.client.base_url}/evaluate"
+        self._wire = for_user(self)
 
     @task
     def evaluate(self) -> None:
         stat_name, bodies = random.choices(self.cases, cum_weights=self.cum_weights)[0]
         body, check = random.choice(bodies)
         send_checked(
-            self.client, "POST", self._url, body, self._headers, stat_name, self.context(), check
+            self.client,
+            "POST",
+            self._url,
+            body,
+            self._headers,
+            stat_name,
+            self.context(),
+            check,
+            self._wire,
         )
