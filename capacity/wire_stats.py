@@ -89,7 +89,8 @@ def overhead_warnings(
             out.append(
                 f"{name}: the load generator's own time per request (client overhead P99 "
                 f"{overhead_p99:.3g} ms) is {overhead_p99 / p95:.0%} of the P95 it measures "
-                f"({p95:.3g} ms; warned above {share:.0%}): the wire figures judged here "
-                f"exclude it, but client-observed and Locust's own figures are that much higher"
+                f"({p95:.3g} ms; warned above {share:.0%}): the wire figures judged exclude "
+                f"it, but it delays every send (a closed-model run applied less load than its "
+                f"users suggest) and Locust's own, client-observed figures include it"
             )
     return out
