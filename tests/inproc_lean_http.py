@@ -203,7 +203,7 @@ def test_wire_probe_times_the_request_inside_the_client_interval(server: str) ->
     """Wire time: the server's 30 ms and the loopback, within Locust's response time."""
     events: list[dict[str, Any]] = []
     s = session(server, events)
-    probe = install(s)
+    probe = install(s, [server])
     headers = request_headers(s, {"Content-Type": "application/json"})
     before = time.time()
     for _ in range(3):
@@ -227,7 +227,7 @@ def test_wire_probe_reports_no_wire_time_without_a_response() -> None:
     events: list[dict[str, Any]] = []
     dead = f"http://127.0.0.1:{closed_port()}"
     s = session(dead, events)
-    probe = install(s)
+    probe = install(s, [dead])
     send_checked(s, "POST", dead + "/ok", b"{}", {}, "op", {}, graphql_failure, probe)
     (event,) = events
     assert event["exception"] is not None

@@ -104,7 +104,7 @@ class GraphQLUser(FastHttpUser):
         self._headers = request_headers(self.client, JSON_HEADERS, self.auth_header_value)
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
-        self._wire = for_user(self)
+        self._wire = for_user(self, self._url)
 
     def pick_operation(self) -> CompiledOperation:
         """A weighted pick, as random.choices makes it, without its per-call set-up."""

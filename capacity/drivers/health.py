@@ -45,7 +45,7 @@ class HealthUser(FastHttpUser):
         self._order = [(f"health {service}", url) for service, url in self.targets.items()]
         self._next = 0
         self._headers = request_headers(self.client, {})
-        self._wire = for_user(self)
+        self._wire = for_user(self, *self.targets.values())
 
     @task
     def check(self) -> None:

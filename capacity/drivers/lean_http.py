@@ -84,10 +84,9 @@ def send_checked(
     response_time_ms = (time.perf_counter() - started) * 1000
     wire_ms = connect_ms = None
     if probe is not None:
-        wire_ms = probe.wire_ms(response_time_ms)
-        connect_ms = probe.connect_ms()
+        wire_ms, connect_ms = probe.read(response_time_ms)
         if wire_ms is not None:
-            start_time = probe.sent_s
+            start_time = probe.sent_ns / 1e9
     if exception is None:
         exception = getattr(response, "error", None)  # non-2xx or no connection
     if exception is None and response.status_code == 200:

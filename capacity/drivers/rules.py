@@ -95,7 +95,7 @@ class RulesUser(FastHttpUser):
     def on_start(self) -> None:
         self._headers = request_headers(self.client, self.headers)
         self._url = f"{self.client.base_url}/evaluate"
-        self._wire = for_user(self)
+        self._wire = for_user(self, self._url)
 
     @task
     def evaluate(self) -> None:

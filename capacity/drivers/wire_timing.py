@@ -10,9 +10,9 @@ on every read), so greenlet wake-up, request building and response parsing stay 
 Both are CLOCK_REALTIME. Connection set-up (TCP connect) is timed apart: a new connection's
 handshake is the system's cost too, but not part of the request's first byte to last byte.
 
-`install` swaps the session's geventhttpclient pool for one whose plain-TCP connections are
-`WireSocket`s; nothing else in Locust or geventhttpclient changes, and other users (a raw
-FastHttpUser) keep the stock pool. TLS connections are read by OpenSSL straight from the
+`install` gives the connection pools of a session's target hosts a subclass whose plain-TCP
+connections are `WireSocket`s; nothing else in Locust or geventhttpclient changes, and other
+users (a raw FastHttpUser) keep stock pools. TLS connections are read by OpenSSL straight from the
 file descriptor, so they keep the stock sockets and their requests are client-observed (the
 probe reports no wire figure). A session's requests are measured one at a time, as a Locust
 user sends them (one greenlet per user).
@@ -20,13 +20,14 @@ user sends them (one greenlet per user).
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import gevent.socket
-from geventhttpclient.client import HTTPClient, HTTPClientPool
 from geventhttpclient.connectionpool import ConnectionPool
 from geventhttpclient.url import URL
 
@@ -38,8 +39,8 @@ _TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux: seconds, na
 class WireProbe:
     """One user's current request: first-byte send time, last-segment receive time, connects.
 
-    `begin()` before each request; the sockets fill it in; `wire_ms()` and `connect_ms()`
-    read it once the response has been read.
+    `begin()` before each request; the sockets fill it in; `read()` once the response has
+    been read.
     """
 
     __slots__ = ("sock", "sent_ns", "rx_raw", "connect_ns")
@@ -53,35 +54,42 @@ class WireProbe:
         self.rx_raw = b""
         self.connect_ns = 0
 
-    @property
-    def sent_s(self) -> float:
-        return self.sent_ns / 1e9
+    def read(self, client_ms: float) -> tuple[float | None, float | None]:
+        """(wire ms, connect ms) of the request just read; None where not measured.
 
-    def wire_ms(self, client_ms: float) -> float | None:
-        """First byte written to last byte received, in ms; None when not measured.
-
-        `client_ms` is the client-observed time of the same request, which encloses the wire
-        interval: a wire figure outside it (a clock step, a read without a timestamp) is
-        discarded rather than reported.
+        Wire: first byte written to last byte received. `client_ms`, the client-observed
+        time of the same request, encloses that interval: a wire figure outside it (a clock
+        step, a read without a timestamp) is discarded rather than reported. Connect: time
+        spent opening connections for this request (TCP connect, as the client saw it).
         """
+        connect_ms = self.connect_ns / 1e6 if self.connect_ns else None
         if not self.sent_ns or len(self.rx_raw) < _TIMESPEC.size:
-            return None
+            return None, connect_ms
         seconds, nanoseconds = _TIMESPEC.unpack_from(self.rx_raw)
         wire_ms = (seconds * 1_000_000_000 + nanoseconds - self.sent_ns) / 1e6
         if wire_ms <= 0.0 or wire_ms > client_ms + 0.05:
-            return None
-        return wire_ms
+            return None, connect_ms
+        return wire_ms, connect_ms
 
-    def connect_ms(self) -> float | None:
-        """Time spent opening connections for this request (TCP connect), or None."""
-        return self.connect_ns / 1e6 if self.connect_ns else None
+
+_gevent_sendall = gevent.socket.socket.sendall
+
+
+_gevent_sendall = gevent.socket.socket.sendall
 
 
 class WireSocket(gevent.socket.socket):
-    """A gevent socket that stamps the first write of a request and reads with timestamps."""
+    """A gevent socket that stamps the first write of a request and reads with timestamps.
 
-    __slots__ = ("probe",)
+    `recv` is gevent's own loop (try the non-blocking call, else wait for readability in the
+    hub, which also enforces the timeout) around `recvmsg`, except that the first read after
+    a write waits first: the answer is hardly ever there yet (under 1% of first reads in the
+    driver benchmark), and the failed call it saves costs about as much as the timestamps.
+    """
+
+    __slots__ = ("probe", "awaiting")
     probe: WireProbe
+    awaiting: bool
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         probe = self.probe
@@ -89,10 +97,23 @@ class WireSocket(gevent.socket.socket):
             probe.sock = self
             probe.rx_raw = b""
             probe.sent_ns = time.time_ns()
-        super().sendall(data, flags)
+        _gevent_sendall(self, data, flags)
+        self.awaiting = True
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        data, ancillary, _flags, _address = self.recvmsg(bufsize, _ANCILLARY_SPACE, flags)
+        if self.awaiting and self.timeout != 0.0:
+            self.awaiting = False
+            self._wait(self._read_event)
+        while True:
+            try:
+                data, ancillary, _flags, _address = self._sock.recvmsg(
+                    bufsize, _ANCILLARY_SPACE, flags
+                )
+                break
+            except OSError as ex:
+                if ex.args[0] != errno.EWOULDBLOCK or self.timeout == 0.0:
+                    raise
+            self._wait(self._read_event)
         if data and ancillary and self.probe.sock is self:
             # the receive time of the newest segment this read consumed
             self.probe.rx_raw = ancillary[0][2]
@@ -111,6 +132,7 @@ class WireConnectionPool(ConnectionPool):
     def _create_tcp_socket(self, family: int, socktype: int, protocol: int) -> WireSocket:
         sock = WireSocket(family, socktype, protocol)
         sock.probe = self.probe
+        sock.awaiting = False
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         return sock
 
@@ -121,45 +143,26 @@ class WireConnectionPool(ConnectionPool):
         return connected
 
 
-class WireClientPool(HTTPClientPool):
-    """An HTTPClientPool whose clients' plain-TCP connection pools time at the socket."""
+def install(session: Any, urls: Iterable[str]) -> WireProbe:
+    """Time a FastHttpSession's requests to `urls`' hosts at the socket; the session's probe.
 
-    def __init__(self, probe: WireProbe, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.probe = probe
-
-    def get_client(self, url: str | URL) -> HTTPClient:
-        if not isinstance(url, URL):
-            url = URL(url)
-        key = url.host, url.port
-        client = self.clients.get(key)
-        if client is None:
-            client = self.clients[key] = HTTPClient.from_url(url, **self.client_args)
-            pool = client._connection_pool
-            if type(pool) is ConnectionPool:  # not TLS: see the module docstring
-                pool.__class__ = WireConnectionPool
-                pool.probe = self.probe  # type: ignore[attr-defined]
-        return client
-
-
-def install(session: Any) -> WireProbe:
-    """Time a FastHttpSession's requests at the socket from now on; its probe.
-
-    The session's client pool must be its own (see `for_user`); connections it has opened
-    already keep their stock sockets until they close.
+    The session's client pool must be its own (see `for_user`). Requests to other hosts, and
+    connections opened before, keep stock sockets (no wire figure).
     """
-    agent = session.client
-    pool = agent.clientpool
-    if isinstance(pool, WireClientPool):
-        return pool.probe
-    probe = WireProbe()
-    agent.clientpool = WireClientPool(probe, **pool.client_args)
+    clients = session.client.clientpool
+    pools = [clients.get_client(URL(url))._connection_pool for url in urls]
+    timed = [pool.probe for pool in pools if isinstance(pool, WireConnectionPool)]
+    probe = timed[0] if timed else WireProbe()
+    for pool in pools:
+        if type(pool) is ConnectionPool:  # not TLS: see the module docstring
+            pool.__class__ = WireConnectionPool
+            pool.probe = probe  # type: ignore[attr-defined]
     return probe
 
 
-def for_user(user: Any) -> WireProbe | None:
-    """The probe for a FastHttpUser's session, or None when its class shares a `client_pool`
-    between users (one probe follows one user's requests)."""
+def for_user(user: Any, *urls: str) -> WireProbe | None:
+    """The probe for a FastHttpUser's requests to `urls`, or None when its class shares a
+    `client_pool` between users (one probe follows one user's requests)."""
     if getattr(user, "client_pool", None) is not None:
         return None
-    return install(user.client)
+    return install(user.client, urls)
