@@ -290,7 +290,9 @@ LATENCY_NOTE = (
     "Latency is the wire's: from a request's first byte written to the kernel's receive time "
     "of its response's last byte, without the load generator's own time; SLOs are judged on "
     "it. Client-observed is what the Locust user waited (Locust's own statistics and web UI "
-    "show that figure); client overhead is the difference, connection set-up excluded."
+    "show that figure); client overhead is the difference, connection set-up excluded. An "
+    "overhead P99 over a tenth of an operation's P95 is warned about: the load generator is "
+    "busy enough to pace its users slower than the scenario says."
 )
 
 
