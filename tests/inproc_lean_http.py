@@ -242,3 +242,24 @@ def test_a_session_without_a_probe_keeps_stock_sockets(server: str) -> None:
     assert event["wire_time"] is None and event["connect_time"] is None
     sock = s.client.clientpool.get_client(server + "/")._connection_pool._socket_queue.peek()
     assert not isinstance(sock, WireSocket)
+
+
+def test_tls_targets_and_shared_pools_stay_client_observed(server: str) -> None:
+    """OpenSSL reads TLS sockets itself, and one probe cannot follow many users' requests."""
+    from geventhttpclient.client import HTTPClientPool
+    from geventhttpclient.url import URL
+
+    from capacity.drivers.wire_timing import WireConnectionPool, for_user
+
+    s = session(server, [])
+    tls = "https://127.0.0.1:9/"
+    install(s, [tls, server])
+    pool_of = s.client.clientpool.get_client
+    assert not isinstance(pool_of(URL(tls))._connection_pool, WireConnectionPool)
+    assert isinstance(pool_of(URL(server))._connection_pool, WireConnectionPool)
+
+    class SharedPoolUser:
+        client_pool = HTTPClientPool()
+        client = session(server, [])
+
+    assert for_user(SharedPoolUser(), server) is None
