@@ -9,6 +9,9 @@ receive timestamp of the response's last segment (`SO_TIMESTAMPNS`, delivered by
 on every read), so greenlet wake-up, request building and response parsing stay outside.
 Both are CLOCK_REALTIME. Connection set-up (TCP connect) is timed apart: a new connection's
 handshake is the system's cost too, but not part of the request's first byte to last byte.
+Against packet captures here (load average 4), the start stamp preceded the request's first
+packet by 27 us at the median and 72 us at P99; about 1 request in 1000 is off by 0.25-1 ms
+(the process descheduled between the stamp and the write). The end is the kernel's own.
 
 `install` gives the connection pools of a session's target hosts a subclass whose plain-TCP
 connections are `WireSocket`s; nothing else in Locust or geventhttpclient changes, and other
