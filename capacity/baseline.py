@@ -36,8 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capacity.errors import ConfigError
-from capacity.gate import (
+from capacity.analysis.gate import (
     DEFAULT_OPERATION_REFERENCE,
     DEFAULT_SERVICE_REFERENCE,
     KINDS,
@@ -48,13 +47,15 @@ from capacity.gate import (
     GateConfig,
     Reference,
     RunMetrics,
-    SloCeiling,
+    SloSpec,
     metric_value,
 )
-from capacity.validity import is_load_generator
+from capacity.analysis.validity import is_load_generator
+from capacity.errors import ConfigError
+from capacity.runfolder.files import write_text_atomic
+from capacity.runfolder.summary import read_summary
 
 BASELINE_SCHEMA = 1
-SUMMARY_SCHEMA = 1
 _SECTION = {"operation": "operations", "service": "services"}
 _SLO_METRICS = {"operation": OPERATION_SLO_METRICS, "service": SERVICE_SLO_METRICS}
 _REFERENCE_METRICS = {
@@ -71,7 +72,7 @@ class Baseline:
     name: str
     description: str
     config: GateConfig
-    slos: tuple[SloCeiling, ...]
+    slos: tuple[SloSpec, ...]
     reference: Reference | None
     saved_at: str = ""
     schema: int = BASELINE_SCHEMA
@@ -92,23 +93,7 @@ def _number(value: Any, where: str) -> float | None:
 def read_run_metrics(run_dir: Path) -> RunMetrics:
     """Read the metrics the gate needs from RUN_DIR/summary.json (written by `capacity report`)."""
     path = Path(run_dir) / "summary.json"
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"{run_dir}: not a run folder (no such directory)")
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing (make it with `capacity report {run_dir}`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    if data.get("schema") != SUMMARY_SCHEMA:
-        raise ConfigError(
-            f"{path}: schema = {data.get('schema')!r} is not supported (expected {SUMMARY_SCHEMA})"
-        )
-    for key in ("run_id", "scenario"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise ConfigError(f"{path}: key '{key}' is missing or not a string")
+    data = read_summary(Path(run_dir))
     tables: dict[str, dict[str, dict[str, float | None]]] = {}
     for section, fields in (
         ("operations", _SUMMARY_OPERATION_FIELDS),
@@ -211,6 +196,11 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
         if key not in fields:
             raise ConfigError(f"{where}: unknown key 'gate.{key}' (known: {', '.join(fields)})")
         want_int = fields[key].type in ("int", int)
+        if fields[key].type in ("bool", bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: key 'gate.{key}' must be true or false")
+            kwargs[key] = value
+            continue
         ok = (
             isinstance(value, int)
             if want_int
@@ -225,11 +215,11 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
         raise ConfigError(f"{where}: table 'gate': {exc}") from exc
 
 
-def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
+def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloSpec, ...]:
     unknown = set(raw) - set(_SECTION.values())
     if unknown:
         raise ConfigError(f"{where}: unknown key 'slos.{sorted(unknown)[0]}'")
-    ceilings: list[SloCeiling] = []
+    ceilings: list[SloSpec] = []
     for kind in KINDS:
         section = _SECTION[kind]
         for pattern, metrics in _table(raw, section, where).items():
@@ -251,7 +241,7 @@ def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
                     raise ConfigError(
                         f"{where}: key '{key}.{metric}' must be a number >= 0, got {limit!r}"
                     )
-                ceilings.append(SloCeiling(kind, pattern, metric, float(limit)))
+                ceilings.append(SloSpec(kind, pattern, metric, float(limit)))
     return tuple(ceilings)
 
 
@@ -437,10 +427,13 @@ def save_baseline(baseline: Baseline, path: Path) -> None:
     path = Path(path)
     text = dumps_toml(baseline_document(baseline))
     parse_baseline(tomllib.loads(text), str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{path}: cannot write: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    write_text_atomic(path, text)
 
 
 def new_baseline(

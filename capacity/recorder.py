@@ -10,8 +10,8 @@ In an open-model (arrival-rate) run a request's context carries its iteration's 
 start (`INTENDED_START_KEY`, Unix seconds); such a request is also recorded into a second
 histogram, `hist_intended`, of the latency from the intended start to the response (corrected
 for coordinated omission: a stalled load generator cannot hide the queueing it caused).
-Extra per-slice fields (the arrival executor's counters) come from providers registered with
-`add_slice_field`.
+Extra per-slice fields (the arrival executor's counters) are added by the `on_close`
+callback (the plugin fires its `slice_closing` event there) before the record is handed on.
 
 A driver that times at the socket (`capacity.drivers.wire_timing`) adds `wire_time` and
 `connect_time` (ms) to the `request` event. Then `hist` holds the wire latency (what the
@@ -25,65 +25,20 @@ before.
 
 from __future__ import annotations
 
-import base64
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped, and counted as such
-SIGNIFICANT_DIGITS = 3
-SLICE_SCHEMA = 1
+from capacity.runfolder.histograms import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram
+from capacity.runfolder.slices import SLICE_SCHEMA
+
 MAX_ERROR_KEYS = 20
 INTENDED_START_KEY = "intended_start_s"
 RESERVED_FIELDS = frozenset({"schema", "t_start_s", "t_end_s", "worker", "users", "ops"})
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def encode_histogram(hist: HdrHistogram) -> str:
-    return base64.b64encode(hist.encode()).decode("ascii") if hist.get_total_count() else ""
-
-
-def decode_histogram(text: str) -> HdrHistogram:
-    if not text:
-        return new_histogram()
-    return HdrHistogram.decode(base64.b64decode(text))
-
-
-def merge_histograms(hists: Iterable[HdrHistogram]) -> HdrHistogram:
-    merged = new_histogram()
-    for hist in hists:
-        merged.add(hist)
-    return merged
-
-
-def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
-    """Nearest-rank latency at `percentile` (0-100) in ms, or None for an empty histogram.
-
-    The smallest recorded value with at least `percentile`% of the samples at or below it,
-    as its bucket's upper bound (at most 0.1% high). hdrh's own lookup rounds the rank to
-    the nearest count instead, which can land one sample low: over 1% low at P99 of a
-    thousand samples with a long tail.
-    """
-    total = hist.get_total_count()
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(round(min(percentile, 100.0) * total / 100.0, 9)))
-    cumulative = np.cumsum(np.ctypeslib.as_array(hist.counts)[: hist.counts_len])
-    index = int(np.searchsorted(cumulative, rank))
-    if index >= hist.counts_len:
-        return float(hist.get_max_value()) / 1000.0
-    value = hist.get_value_from_index(index)
-    return float(hist.get_highest_equivalent_value(value)) / 1000.0
 
 
 @dataclass
@@ -122,6 +77,7 @@ class SliceRecorder:
         worker: str,
         users: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
+        on_close: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._sink = sink
         self._worker = worker
@@ -129,17 +85,8 @@ class SliceRecorder:
         self._clock = clock
         self._ops: dict[str, _OpSlice] = {}
         self._slice_start_s = clock()
-        self._fields: dict[str, Callable[[], Any]] = {}
+        self._on_close = on_close
         self.total_requests = 0
-
-    def add_slice_field(self, key: str, provider: Callable[[], Any]) -> None:
-        """Add `key: provider()` to every slice record closed from now on (None: left out)."""
-        if key in RESERVED_FIELDS:
-            raise ValueError(f"slice field '{key}' is reserved")
-        self._fields[key] = provider
-
-    def remove_slice_field(self, key: str) -> None:
-        self._fields.pop(key, None)
 
     def on_request(
         self,
@@ -214,10 +161,10 @@ class SliceRecorder:
             "users": self._users(),
             "ops": {name: _op_record(op) for name, op in ops.items()},
         }
-        for key, provider in self._fields.items():
-            value = provider()
-            if value is not None:
-                record[key] = value
+        if self._on_close is not None:
+            self._on_close(record)
+            if RESERVED_FIELDS.intersection(record) != RESERVED_FIELDS:
+                raise ValueError("a slice_closing listener removed a reserved slice field")
         self._sink(record)
         return record
 

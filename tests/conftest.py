@@ -12,6 +12,9 @@ import pytest
 from capacity.stack import supervisor
 from capacity.stack.supervisor import StackConfig, StackState
 
+# The real Apollo federation (apollo_dev, apollo_prod...): it starts only for tests that use it.
+pytest_plugins = ["apollo_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO_ROOT / "scenarios"
 

@@ -35,14 +35,13 @@ from servers import running_server
 from wire_capture import TCPDUMP, Exchange, capture, exchanges
 
 from capacity import runfolder
-from capacity.analysis import summarize
+from capacity.analysis.summary import summarize
 from capacity.stack.supervisor import StackState
 
 LOCUSTFILE = """
-from capacity.drivers.users import build_user_classes
-from capacity.locust_plugin import load_active_scenario
+from capacity.locust_plugin import locustfile_users
 
-globals().update(build_user_classes(load_active_scenario("accuracy.toml")))
+globals().update(locustfile_users("accuracy.toml"))
 """
 
 SCENARIO = """
@@ -93,11 +92,8 @@ def truth_by_operation(
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
-    meta = runfolder.read_json(run_dir / runfolder.RUN_JSON)
-    return summarize(
-        list(runfolder.iter_slices(run_dir)), None, run_meta=meta, operation_slos=[],
-        service_slos=[],
-    )  # fmt: skip
+    """The summary as `capacity report` makes it from the run folder."""
+    return summarize(runfolder.iter_slices(run_dir), None, runfolder.read_meta(run_dir)).summary
 
 
 def locust_p99(stats_csv: Path) -> dict[str, float]:

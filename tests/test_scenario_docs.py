@@ -6,14 +6,17 @@ import re
 
 from conftest import REPO_ROOT
 
-LOADER = REPO_ROOT / "capacity" / "scenario.py"
+LOADER = REPO_ROOT / "capacity" / "scenario"
 DOCS = REPO_ROOT / "scenarios" / "README.md"
 
 
 def loader_keys() -> set[str]:
-    source = LOADER.read_text(encoding="utf-8")
-    pattern = r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"|_opt_positive\(\w+, "([a-z_0-9]+)"'
-    return {a or b for a, b in re.findall(pattern, source)}
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(LOADER.glob("*.py")))
+    pattern = r'\.(?:get|require|positive|sub|number|integer|file_path)\(\s*"([a-z_]+)"'
+    from capacity.slos import METRICS, SERVICE_METRIC_ALIASES
+
+    metrics = {m for names in METRICS.values() for m in names} | set(SERVICE_METRIC_ALIASES)
+    return set(re.findall(pattern, source)) | metrics
 
 
 def test_loader_keys_are_found() -> None:

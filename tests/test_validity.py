@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import OperationSlo, summarize
 
-from capacity.analysis import summarize
-from capacity.recorder import INTENDED_START_KEY, SliceRecorder
-from capacity.scenario import OperationSlo
-from capacity.validity import (
+from capacity.analysis.validity import (
     arrival_reasons,
     arrival_totals,
     is_load_generator,
     load_generator_cpu,
     saturation_reasons,
 )
+from capacity.recorder import INTENDED_START_KEY, SliceRecorder
 
 META = {"run_id": "r", "scenario": "s", "status": "complete", "warmup_s": 0.0}
 
@@ -25,9 +24,8 @@ def slices(
 ) -> list[dict]:
     clock = {"t": t0}
     out: list[dict] = []
-    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"])
-    if arrival is not None:
-        rec.add_slice_field("arrival", lambda: dict(arrival))
+    on_close = (lambda record: record.update(arrival=dict(arrival))) if arrival else None
+    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"], on_close=on_close)
     for _ in range(seconds):
         for _ in range(per_s):
             rec.on_request(name="graphql Q", response_time=10.0)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import OperationSlo, summarize
 
-from capacity.analysis import summarize
-from capacity.recorder import SliceRecorder, decode_histogram, percentile_ms
-from capacity.scenario import OperationSlo
-from capacity.wire_stats import OVERHEAD_WARN_SHARE, overhead_warnings
+from capacity.analysis.wire_stats import OVERHEAD_WARN_SHARE, overhead_warnings
+from capacity.recorder import SliceRecorder
+from capacity.runfolder.histograms import Counts, percentile_ms
 
 META = {"run_id": "r", "scenario": "s", "status": "complete", "warmup_s": 0.0}
 
@@ -38,24 +38,24 @@ def test_wire_time_is_the_latency_and_client_time_is_kept_beside() -> None:
         ]
     )
     op = record["ops"]["op"]
-    wire = decode_histogram(op["hist"])
-    assert wire.get_total_count() == 3  # the refused request, client-timed, counts too
+    wire = Counts.decode(op["hist"])
+    assert wire.total == 3  # the refused request, client-timed, counts too
     assert percentile_ms(wire, 50.0) == pytest.approx(10.0, rel=1e-3)
     assert percentile_ms(wire, 100.0) == pytest.approx(20.0, rel=1e-3)
-    client = decode_histogram(op["hist_client"])
-    assert client.get_total_count() == 2
+    client = Counts.decode(op["hist_client"])
+    assert client.total == 2
     assert percentile_ms(client, 100.0) == pytest.approx(21.0, rel=1e-3)
-    overhead = decode_histogram(op["hist_overhead"])
+    overhead = Counts.decode(op["hist_overhead"])
     # client minus wire minus connect: 1.0 ms for both
     assert percentile_ms(overhead, 0.0) == pytest.approx(1.0, rel=1e-3)
     assert percentile_ms(overhead, 100.0) == pytest.approx(1.0, rel=1e-3)
-    assert decode_histogram(op["hist_connect"]).get_total_count() == 1
+    assert Counts.decode(op["hist_connect"]).total == 1
 
 
 def test_client_observed_driver_records_as_before() -> None:
     op = recorded([{"name": "workflow start X", "response_time": 7.0}])["ops"]["workflow start X"]
     assert {"hist_client", "hist_overhead", "hist_connect"}.isdisjoint(op)
-    assert percentile_ms(decode_histogram(op["hist"]), 50.0) == pytest.approx(7.0, rel=1e-3)
+    assert percentile_ms(Counts.decode(op["hist"]), 50.0) == pytest.approx(7.0, rel=1e-3)
 
 
 def test_summary_judges_the_wire_and_documents_both_figures() -> None:
@@ -123,7 +123,7 @@ def test_report_shows_client_overhead_per_operation_and_the_basis() -> None:
     markdown = render_markdown(summary)
     assert "| graphql Q | wire | 5.00 | 6.00 | 6.00 | 2.00 | 2.00 | 0 | – |" in markdown
     assert "| workflow start W | client | – |" in markdown
-    assert "Client-observed latency (no socket timestamps): workflow start W." in markdown
+    assert "Client-observed latency, the load generator's own time included: workflow " in markdown
     assert "**Warning:** graphql Q: client overhead P99 2 ms is 50% of its P95 4 ms" in markdown
     html = render_html(summary, {})
     assert 'id="client-overhead"' in html

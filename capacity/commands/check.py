@@ -13,10 +13,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from capacity.analysis.gate import (
+    GateConfig,
+    GateReport,
+    RunMetrics,
+    evaluate,
+    missing_reference_data,
+)
 from capacity.baseline import Baseline, load_baseline, read_runs
 from capacity.errors import ConfigError
-from capacity.gate import GateConfig, GateReport, RunMetrics, evaluate, missing_reference_data
 from capacity.gate_output import render_json, render_junit, render_markdown, render_table
+from capacity.runfolder.files import write_text_atomic
 
 EPILOG = """\
 examples:
@@ -25,10 +32,13 @@ examples:
       --junit gate.xml --markdown gate.md --json gate.json
 
 A regression needs both a one-sided Mann-Whitney U test on per-run values at --alpha and a
-median shift above --min-effect; with too few runs for the test (1 vs 1...) the comparison is
-weak and judged on the shift alone with the wider weak tolerance. When $GITHUB_STEP_SUMMARY is
-set, the Markdown summary is appended to it.
-exit codes: 0 pass, 1 SLO failed or regression, 2 bad input, 3 inconclusive."""
+median shift above --min-effect. With too few runs for the test ever to reach --alpha (1 vs 1,
+2 vs 2...) the comparison is weak: a shift above the wider weak tolerance is reported as
+`suspect` (exit 3), not a regression, unless --fail-weak says to fail on it. A metric from a
+run with too few requests is not judged. When $GITHUB_STEP_SUMMARY is set, the Markdown
+summary is appended to it.
+exit codes: 0 pass, 1 SLO failed or regression, 2 bad input, 3 inconclusive or suspect,
+4 internal error."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,15 +56,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-effect", type=float, help="minimum relative median shift (baseline's, or 0.10)"
     )
+    parser.add_argument(
+        "--fail-weak",
+        action="store_true",
+        default=None,
+        help="fail (exit 1) on a shift a weak comparison cannot show significant, instead of "
+        "reporting it suspect (exit 3)",
+    )
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the decision as JSON")
     parser.set_defaults(func=run)
 
 
-def gate_config(baseline: Baseline, alpha: float | None, min_effect: float | None) -> GateConfig:
+def gate_config(
+    baseline: Baseline,
+    alpha: float | None,
+    min_effect: float | None,
+    fail_weak: bool | None = None,
+) -> GateConfig:
     """The baseline's settings with command-line overrides applied."""
     overrides: dict[str, Any] = {}
+    if fail_weak is not None:
+        overrides["fail_weak"] = fail_weak
     if alpha is not None:
         overrides["alpha"] = alpha
     if min_effect is not None:
@@ -102,9 +126,9 @@ def write_outputs(report: GateReport, args: argparse.Namespace) -> None:
             continue
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot write ({exc.strerror})") from exc
+            raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        write_text_atomic(path, text)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:
@@ -118,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = load_baseline(args.baseline)
     runs = read_runs(args.run_dirs)
     validate_inputs(args.baseline, baseline, runs)
-    config = gate_config(baseline, args.alpha, args.min_effect)
+    config = gate_config(baseline, args.alpha, args.min_effect, args.fail_weak)
     report = evaluate(baseline.slos, baseline.reference, runs, config)
     write_outputs(report, args)
     print(render_table(report), end="")

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, ConfigError
-from capacity.runner import DEFAULT_STATE_DIR, REPO_ROOT, EmbeddedStack, RunOptions, run_scenario
-from capacity.scenario import TIME_SCALE_ENV, load_scenario
-
-DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "smoke.toml"
-VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+from capacity import shipped
+from capacity.errors import ConfigError, exit_code_for, worst_exit
+from capacity.report.text import verdict_text
+from capacity.runner import DEFAULT_STATE_DIR, EmbeddedStack, RunOptions, run_scenario
+from capacity.scenario import load_scenario
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "scenario",
         nargs="?",
         type=Path,
-        default=DEFAULT_SCENARIO,
-        help="scenario TOML file (default: scenarios/smoke.toml)",
+        default=None,
+        help="scenario TOML file (default: the shipped smoke scenario)",
     )
     p.add_argument(
         "--reports",
@@ -50,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keep-stack",
         action="store_true",
         help="leave an embedded stack this run started running afterwards",
+    )
+    p.add_argument(
+        "--share-stack",
+        action="store_true",
+        help="run even if another run holds the embedded stack (both runs are marked shared "
+        "and cannot pass)",
     )
     p.add_argument(
         "--repeat",
@@ -119,57 +123,48 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.time_scale is not None:
-        os.environ[TIME_SCALE_ENV] = repr(args.time_scale)  # the Locust child reads it too
+    if args.scenario is None:
+        args.scenario = shipped.scenario_path()
     if args.interleave is not None and args.repeat < 2:
         raise ConfigError("--interleave needs --repeat N with N >= 2")
     plan = [args.scenario] * args.repeat
     if args.interleave is not None:
         plan = [p for _ in range(args.repeat) for p in (args.scenario, args.interleave)]
     if len(plan) == 1:
-        return _one_run(args, args.scenario)
+        return _one_run(args, args.scenario, None)
     codes: list[int] = []
-    with _shared_stack(args, plan):
+    with _shared_stack(args, plan) as stack:
         for i, scenario in enumerate(plan, start=1):
             say(f"run {i} of {len(plan)}: {scenario}")
-            codes.append(_one_run(args, scenario))
+            codes.append(_one_run(args, scenario, stack))
     return worst_exit(codes)
 
 
-def worst_exit(codes: list[int]) -> int:
-    """fail beats inconclusive beats pass."""
-    for code in (EXIT_FAIL, EXIT_INCONCLUSIVE):
-        if code in codes:
-            return code
-    return EXIT_PASS
-
-
 @contextlib.contextmanager
-def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[None]:
-    """Start the embedded stack once for repeated runs (each run then finds it running)."""
-    scenario = load_scenario(plan[0])
-    if not scenario.targets.embedded_stack or args.keep_stack:
-        yield
+def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[EmbeddedStack | None]:
+    """Start the embedded stack once for repeated runs, held by this process for all of them."""
+    scenario = load_scenario(plan[0], time_scale=args.time_scale or 1.0)
+    if not scenario.targets.embedded_stack:
+        yield None
         return
-    with EmbeddedStack(scenario, args.state_dir, say):
-        yield
+    with EmbeddedStack(
+        scenario, args.state_dir.absolute(), say, share=args.share_stack, keep=args.keep_stack
+    ) as stack:
+        yield stack
 
 
-def _one_run(args: argparse.Namespace, scenario: Path) -> int:
+def _one_run(args: argparse.Namespace, scenario: Path, stack: EmbeddedStack | None) -> int:
     options = RunOptions(
         scenario_path=scenario,
         reports_root=args.reports,
         state_dir=args.state_dir,
         keep_stack=args.keep_stack,
         workers=args.workers,
+        time_scale=args.time_scale or 1.0,
+        share_stack=args.share_stack,
     )
-    result = run_scenario(options, say)
+    result = run_scenario(options, say, stack=stack)
     summary = result.summary
-    say(f"verdict: {summary['verdict']}")
-    for reason in summary.get("reasons", []):
-        say(f"  - {reason}")
-    for slo in summary.get("slos", []):
-        if slo["passed"] is False:
-            say(f"  FAIL {slo['target']} {slo['metric']}: {slo['value']} > {slo['limit']}")
+    say(verdict_text(summary, result.run_dir).removeprefix("capacity: "))
     print(result.run_dir / "report.html", flush=True)
-    return VERDICT_EXIT[summary["verdict"]]
+    return exit_code_for(summary["verdict"])

@@ -55,17 +55,18 @@ def send_checked(
     session: FastHttpSession,
     method: str,
     url: str,
-    body: bytes,
+    body: bytes | None,
     headers: dict[str, str],
     name: str,
     context: dict[str, Any],
     check: BodyCheck,
     probe: WireProbe | None = None,
-) -> None:
+) -> bytes | None:
     """Send one request and fire one `request` event; a failed body check is a failure.
 
     `url` is absolute and `headers` complete (see `request_headers`); non-2xx statuses and
     connection errors fail as they do in Locust. A partial answer sets `context["partial"]`.
+    Returns the response body (None when there was none), for a caller that reacts to it.
     `probe` is the session's wire probe (`wire_timing.for_user`), if it has one.
     """
     if probe is not None:
@@ -108,3 +109,4 @@ def send_checked(
         wire_time=wire_ms,
         connect_time=connect_ms,
     )
+    return content

@@ -26,7 +26,6 @@ import gevent
 from gevent import GreenletExit
 from locust import User, between, events, task
 
-from capacity import locust_plugin
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
 from capacity.drivers.temporal_diagnosis import (
     UNSERVED_CHECK_S,
@@ -55,10 +54,14 @@ class InFlight:
             gevent.sleep(0.05)
 
 
-locust_plugin.before_final_slice.append(InFlight.drain)
+def _install_hooks(hooks: Any) -> None:
+    """Drain completions before the last slice; leave without finalizing after temporalio."""
+    if hooks is not None:
+        hooks.before_final_slice.add_listener(InFlight.drain)
+    if _exit_without_finalizing not in events.quit._handlers:
+        events.quit.add_listener(_exit_without_finalizing)
 
 
-@events.quit.add_listener
 def _exit_without_finalizing(exit_code: int, **_: Any) -> None:
     """Leave the process before interpreter finalization once temporalio has run.
 
@@ -126,7 +129,9 @@ def make_workflow_user(
     task_queue: str,
     cursors: Mapping[str, PoolCursor],
     name: str = "WorkflowUser",
+    hooks: Any = None,
 ) -> type:
+    _install_hooks(hooks)
     flows = [
         CompiledWorkflow(w.workflow_type, compile_variables(w.args, cursors), w.weight)
         for w in spec.workflows

@@ -66,6 +66,7 @@ def render_html(
         compare_res_metrics=RESOURCE_METRICS,
         fmt_pct=views.fmt_pct,
         fmt_users=views.fmt_users,
+        headroom=views.headroom,
         client_rows=views.client_rows(summary),
         latency_notes=views.latency_notes(summary),
     )
@@ -171,7 +172,7 @@ def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
     lines = [
         f"## Comparison with {comparison.get('other_run')}",
         "",
-        "Change is this run against the other; for req/s higher is better, else lower.",
+        "Change is this run against the other. " + str(comparison.get("note", "")),
         "",
     ]
     for title, section, metrics in (
@@ -258,18 +259,19 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
         lines += ["## Capacity", "", capacity_note, ""]
     lines += ["## SLOs", ""]
     lines += _table(
-        ("target", "metric", "limit", "measured", "result"),
+        ("target", "metric", "limit", "measured", "headroom", "result"),
         [
             (
                 s["target"],
                 s["metric"],
                 fmt(s["limit"]),
                 fmt(s["value"]),
+                views.headroom(s),
                 {True: "pass", False: "**FAIL**"}.get(s["passed"], "inconclusive"),
             )
             for s in summary.get("slos", [])
         ],
-        "llrrl",
+        "llrrrl",
     )
     lines += ["## Operations (steady state)", ""]
     lines += _table(

@@ -54,6 +54,14 @@ def fmt_pct(value: float | None, signed: bool = False) -> str:
     return f"{value:+.1f}%" if signed else f"{value:.1f}%"
 
 
+def headroom(slo: Mapping[str, Any]) -> str:
+    """How far a measured value is under its limit, as a share of the limit ("-12%": over)."""
+    value, limit = slo.get("value"), slo.get("limit")
+    if value is None or not limit or slo.get("metric") == "samples":
+        return "-"
+    return fmt_pct((float(limit) - float(value)) / float(limit) * 100.0)
+
+
 def verdict_sentence(summary: Mapping[str, Any]) -> str:
     """The SLO verdict in one sentence."""
     slos = summary.get("slos", [])
@@ -272,14 +280,12 @@ def comparison_rows(
         cells = []
         for m in metrics:
             c = entry.get(m) or {}
-            better = c.get("better")
-            cls = "" if better is None else ("ok" if better else "bad")
             cells.append(
                 (
                     fmt(c.get("this")),
                     fmt(c.get("other")),
                     fmt_pct(c.get("change_pct"), signed=True),
-                    cls,
+                    "",
                 )
             )
         rows.append({"name": name, "only_in": entry.get("only_in"), "cells": cells})
@@ -294,6 +300,12 @@ LATENCY_NOTE = (
     "overhead P99 over a tenth of an operation's P95 is warned about: the load generator is "
     "busy enough to pace its users slower than the scenario says."
 )
+
+
+CLIENT_OBSERVED_WHY = {
+    "workflow": "workflows go through temporalio's gRPC client, whose sockets are out of reach",
+    "health": "health checks go through Locust's own client",
+}
 
 
 def client_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -332,10 +344,11 @@ def latency_notes(summary: Mapping[str, Any]) -> list[str]:
     client = [n for n, op in ops.items() if op.get("latency_basis") == "client"]
     mixed = [n for n, op in ops.items() if op.get("latency_basis") == "mixed"]
     if client:
+        kinds = sorted({name.split(" ", 1)[0] for name in client})
+        why = "; ".join(CLIENT_OBSERVED_WHY.get(k, f"{k}: not timed at the socket") for k in kinds)
         notes.append(
-            f"Client-observed latency (no socket timestamps): {', '.join(client)}. Workflow "
-            "operations go through temporalio's gRPC client, whose sockets are out of reach, "
-            "so their figures include the load generator's own time."
+            f"Client-observed latency, the load generator's own time included: "
+            f"{', '.join(client)} ({why})."
         )
     if mixed:
         notes.append(

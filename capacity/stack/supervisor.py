@@ -27,31 +27,17 @@ from typing import Any
 import psutil
 
 import capacity
+from capacity.endpoints import DEFAULT_HOST, DEFAULT_PORTS, GRAPHQL_PATH, HEALTH_PATHS
 from capacity.errors import ConfigError, StackError
+from capacity.runfolder.files import write_json
+from capacity.stack.lease import die_with_parent
 from capacity.stack.tuning import validate_tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 
 SERVICES = ("temporal", "master-data", "rules-engine", "workflow", "gateway")  # start order
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORTS: dict[str, int] = {
-    "gateway": 4000,
-    "master-data": 3010,
-    "workflow": 3011,
-    "rules-engine": 3012,
-    "temporal": 7233,
-    "temporal-http": 7243,
-    "temporal-metrics": 7244,
-}
 DEFAULT_STATE_DIR = Path(".capacity/stack")
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
-GRAPHQL_PATH = "/graphql"
-HEALTH_PATHS = {
-    "gateway": "/.well-known/apollo/server-health",
-    "master-data": "/health",
-    "rules-engine": "/health",
-    "workflow": "/health",
-}
 Progress = Callable[[str], None]
 
 
@@ -124,6 +110,18 @@ class StackState:
     started_at_s: float
     namespace: str = NAMESPACE
     task_queue: str = TASK_QUEUE
+    owner: dict[str, Any] = field(default_factory=dict)  # {"kind": "run"|"manual", "pid": n}
+
+    @property
+    def owner_gone(self) -> bool:
+        """Started by a `capacity run` that no longer exists: a leftover, not a stack to use."""
+        if self.owner.get("kind") != "run":
+            return False
+        try:
+            proc = psutil.Process(int(self.owner["pid"]))
+            return abs(proc.create_time() - float(self.owner.get("create_time_s", 0))) > 0.05
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            return True
 
     @property
     def graphql_url(self) -> str:
@@ -171,15 +169,30 @@ def temporal_binary() -> Path:
     )
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether binding `host:port` fails (SO_REUSEADDR, so TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+def port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound, or None (SO_REUSEADDR: TIME_WAIT leftovers do not
+    count). An address this machine does not have is said so, not called a busy port."""
+    import errno
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+    except socket.gaierror:
+        return f"host '{host}' is not an address or name this machine can resolve"
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"host '{host}' is not an address of this machine"
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is already in use"
+        return f"cannot bind {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding `host:port` fails."""
+    return port_problem(host, port) is not None
 
 
 def port_listening(host: str, port: int) -> bool:
@@ -215,40 +228,48 @@ def _write_state(state: StackState) -> None:
         "namespace": state.namespace,
         "task_queue": state.task_queue,
         "started_at_s": state.started_at_s,
+        "owner": state.owner,
         "services": {
             name: {**info.__dict__, "log_path": str(info.log_path)}
             for name, info in state.services.items()
         },
     }
-    path = _state_path(state.state_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json(_state_path(state.state_dir), doc)
 
 
 def _read_state(state_dir: Path) -> StackState | None:
     path = _state_path(state_dir)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return None
-    except ValueError as exc:
-        raise StackError(f"{path}: unreadable stack state file ({exc}); delete it") from exc
-    if doc.get("schema") != STATE_SCHEMA:
-        raise StackError(f"{path}: unknown stack state schema {doc.get('schema')!r}; delete it")
-    services = {
-        name: ServiceInfo(**{**raw, "log_path": Path(raw["log_path"])})
-        for name, raw in doc["services"].items()
-    }
-    return StackState(
-        services=services,
-        state_dir=Path(state_dir),
-        host=doc["host"],
-        ports=doc["ports"],
-        started_at_s=doc["started_at_s"],
-        namespace=doc["namespace"],
-        task_queue=doc["task_queue"],
-    )
+    except (ValueError, OSError) as exc:
+        raise StackError(
+            f"{path}: unreadable stack state file ({type(exc).__name__}); stop any leftover "
+            "services by hand and delete it"
+        ) from None
+    try:
+        if doc.get("schema") != STATE_SCHEMA:
+            raise StackError(f"{path}: unknown stack state schema {doc.get('schema')!r}; delete it")
+        services = {
+            name: ServiceInfo(**{**raw, "log_path": Path(raw["log_path"])})
+            for name, raw in doc["services"].items()
+        }
+        return StackState(
+            services=services,
+            state_dir=Path(state_dir),
+            host=doc["host"],
+            ports=doc["ports"],
+            started_at_s=doc["started_at_s"],
+            namespace=doc["namespace"],
+            task_queue=doc["task_queue"],
+            owner=dict(doc.get("owner") or {}),
+        )
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise StackError(
+            f"{path}: incomplete stack state file (missing or wrong {exc}); stop any leftover "
+            "services by hand and delete it"
+        ) from None
 
 
 def _process(info: ServiceInfo) -> psutil.Process | None:
@@ -313,9 +334,8 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: Path) -> tuple[
-    subprocess.Popen[bytes], ServiceInfo
-]:  # fmt: skip
+def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: Path,
+           tie_to_parent: bool) -> tuple[subprocess.Popen[bytes], ServiceInfo]:  # fmt: skip
     log_path = state_dir / "logs" / f"{name}.log"
     cmd = _command(name, config.host, ports, state_dir, config.tuning)
     with open(log_path, "wb") as log:
@@ -327,6 +347,7 @@ def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: 
             start_new_session=True,
             cwd=state_dir,
             env=_child_env(),
+            preexec_fn=die_with_parent() if tie_to_parent else None,
         )
     try:
         create_time_s = psutil.Process(proc.pid).create_time()
@@ -383,12 +404,18 @@ def _wait_http(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float
 
 
 def up(
-    config: StackConfig, *, timeout_s: float = 60, progress: Progress | None = None
+    config: StackConfig,
+    *,
+    timeout_s: float = 60,
+    progress: Progress | None = None,
+    tie_to_parent: bool = False,
 ) -> StackState:
     """Start every service in order and wait until each is healthy; raise StackError if not.
 
     If the stack recorded in the state dir is already up and healthy it is returned as is;
-    a partly dead one is stopped first. Ports are all checked before anything starts.
+    a partly dead one, or one left by a `capacity run` that no longer exists, is stopped
+    first. Ports are all checked before anything starts. With `tie_to_parent` (a run) every
+    service gets a parent-death signal: it ends with this process, even under SIGKILL.
     """
     say = progress or (lambda _msg: None)
     ports = config.resolved_ports()
@@ -396,24 +423,35 @@ def up(
     state_dir = Path(config.state_dir).resolve()
     existing = status(state_dir)
     if existing is not None:
-        if all(stack_health(existing).values()):
+        if existing.owner_gone:
+            say("stack left behind by a run that no longer exists; stopping it first")
+            down(state_dir)
+        elif all(stack_health(existing).values()):
             say(f"stack already up (state dir {state_dir})")
             return existing
-        say("stack partly down; stopping what is left before starting again")
-        down(state_dir)
+        else:
+            say("stack partly down; stopping what is left before starting again")
+            down(state_dir)
     for key, port in ports.items():
-        if port_in_use(config.host, port):
-            raise StackError(f"port {port} ({key}) is already in use")
+        problem = port_problem(config.host, port)
+        if problem is not None:
+            raise StackError(f"cannot start {key} on {config.host}:{port}: {problem}")
     temporal_binary()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     for leftover in state_dir.glob("temporal.db*"):
         leftover.unlink()  # a fresh database: runs must not depend on earlier histories
     deadline = time.monotonic() + timeout_s
-    state = StackState({}, state_dir, config.host, ports, time.time())
+    me = psutil.Process()
+    owner = {
+        "kind": "run" if tie_to_parent else "manual",
+        "pid": me.pid,
+        "create_time_s": me.create_time(),
+    }
+    state = StackState({}, state_dir, config.host, ports, time.time(), owner=owner)
     try:
         for name in SERVICES:
             t0 = time.monotonic()
-            proc, info = _spawn(name, config, ports, state_dir)
+            proc, info = _spawn(name, config, ports, state_dir, tie_to_parent)
             state.services[name] = info
             _write_state(state)
             if name == "temporal":

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from capacity.errors import ConfigError
 
@@ -207,3 +208,33 @@ def burn_cpu(cpu_ms: float) -> None:
     while time.thread_time() < end_s:
         for i in range(200):
             acc += i * i
+
+
+def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set knobs on a running stack through each stand-in's `/admin/tuning` endpoint."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from capacity.errors import StackError
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for service, knobs in tuning.items():
+        info = state.services.get(service)
+        if info is None or not info.url.startswith("http"):
+            raise StackError(f"stack.tuning.{service}: no tunable service of that name")
+        base = info.url.split("/graphql")[0].rstrip("/")
+        req = urllib.request.Request(
+            f"{base}/admin/tuning",
+            data=json.dumps(dict(knobs)).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with opener.open(req, timeout=5):
+                pass
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:200]
+            raise StackError(f"stack.tuning.{service}: rejected: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise StackError(f"stack.tuning.{service}: not reachable: {exc}") from None
