@@ -53,7 +53,7 @@ from capacity.analysis.gate import (
 from capacity.analysis.validity import is_load_generator
 from capacity.errors import ConfigError
 from capacity.runfolder.files import write_text_atomic
-from capacity.runfolder.summary import read_summary
+from capacity.runfolder.summary import SUMMARY_SCHEMA, read_summary
 
 BASELINE_SCHEMA = 1
 _SECTION = {"operation": "operations", "service": "services"}
@@ -92,8 +92,25 @@ def _number(value: Any, where: str) -> float | None:
 
 def read_run_metrics(run_dir: Path) -> RunMetrics:
     """Read the metrics the gate needs from RUN_DIR/summary.json (written by `capacity report`)."""
-    path = Path(run_dir) / "summary.json"
-    data = read_summary(Path(run_dir))
+    return run_metrics_from_summary(
+        read_summary(Path(run_dir)), str(Path(run_dir) / "summary.json")
+    )
+
+
+def run_metrics_from_summary(data: Any, path: str) -> RunMetrics:
+    """The gate's metrics from a decoded summary; `path` names it in error messages.
+
+    Shared by summary.json files and summaries kept in the results store (capacity.history).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    if data.get("schema") != SUMMARY_SCHEMA:
+        raise ConfigError(
+            f"{path}: schema = {data.get('schema')!r} is not supported (expected {SUMMARY_SCHEMA})"
+        )
+    for key in ("run_id", "scenario"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise ConfigError(f"{path}: key '{key}' is missing or not a string")
     tables: dict[str, dict[str, dict[str, float | None]]] = {}
     for section, fields in (
         ("operations", _SUMMARY_OPERATION_FIELDS),

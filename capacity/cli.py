@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from capacity import __version__
 from capacity.addresses import redact
@@ -31,17 +32,29 @@ COMMAND_MODULES = (
     "baseline",
     "init",
     "locustfile",
+    "history",
+    "find",
 )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (`capacity: error: ...`) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("capacity").strip()
+        where = f"{command}: " if command else ""
+        print(f"capacity: error: {where}{message} (see: {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or with `only` just that subcommand's (its imports are heavy)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="capacity",
         description="Load testing and capacity planning for the Vextrus ERP stack.",
     )
     parser.add_argument("--version", action="version", version=f"capacity {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMAND_MODULES if only not in COMMAND_MODULES else (only,):
         try:
             module = importlib.import_module(f"capacity.commands.{name}")
@@ -57,7 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error already printed as one line (2)
+        return int(exc.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -6,8 +6,10 @@ Used by scenario defaults, the stack supervisor and the runner, so the three can
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_STATE_DIR = Path(".capacity/stack")  # relative to the working directory
 DEFAULT_PORTS: Mapping[str, int] = {
     "gateway": 4000,
     "master-data": 3010,

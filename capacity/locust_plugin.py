@@ -125,6 +125,12 @@ def _add_arguments(parser: Any) -> None:
         help="Folder that receives new run folders (default: ./reports)",
     )
     group.add_argument(
+        "--state-dir",
+        env_var="CAPACITY_STATE_DIR",
+        default=None,
+        help="Embedded stack state folder whose services a run samples (default: .capacity/stack)",
+    )
+    group.add_argument(
         "--no-preflight",
         env_var="CAPACITY_NO_PREFLIGHT",
         action="store_true",
@@ -165,6 +171,7 @@ class CapacityPlugin:
         self.master: MasterTracker | None = None
         self.ticker: Any = None
         self.runner: Any = None
+        self.options: Any = None
         self.sampler: Any = None
         self.owns_run = False  # a plain `locust -f` run: this process judges and exits with it
         self.problems: list[str] = []
@@ -178,7 +185,7 @@ class CapacityPlugin:
     # -- events --------------------------------------------------------------------------
     def on_init(self, environment: Environment, **_: Any) -> None:
         runner = self.runner = environment.runner
-        options = environment.parsed_options
+        options = self.options = environment.parsed_options
         worker = runfolder.worker_id()
         sink: Any
         if isinstance(runner, WorkerRunner):
@@ -228,7 +235,27 @@ class CapacityPlugin:
         if not (run_dir / runfolder.RUN_JSON).exists():
             self.owns_run = True
             runfolder.start_run_json(run_dir, self.scenario)
+            self._record_command_line_load(run_dir, options)
         return run_dir
+
+    def _record_command_line_load(self, run_dir: Path, options: Any) -> None:
+        """`-u`, `-r` and `-t` replace a closed-model scenario's users and duration: run.json
+        records the load this run was asked for, which its length is judged against."""
+        load = self.scenario.load
+        if load.stages or load.arrival or options is None:
+            return
+        users = getattr(options, "num_users", None)
+        run_time = getattr(options, "run_time", None)
+        if users is None and run_time is None:
+            return
+        meta = runfolder.read_meta(run_dir)
+        planned = dict(meta.get("load") or {})
+        if users is not None:
+            planned["users"] = int(users)
+        if getattr(options, "spawn_rate", None) is not None:
+            planned["spawn_rate"] = float(options.spawn_rate)
+        planned["duration_s"] = float(run_time) if run_time else None
+        runfolder.update_run_json(run_dir, load=planned)
 
     def _write_slice(self, record: dict[str, Any]) -> None:
         assert self.writer is not None
@@ -355,7 +382,12 @@ class CapacityPlugin:
         assert self.run_dir is not None
         pids: dict[str, int] = {}
         if self.scenario.targets.embedded_stack:
-            state = supervisor.status(supervisor.DEFAULT_STATE_DIR)
+            state_dir = getattr(self.options, "state_dir", None) or supervisor.DEFAULT_STATE_DIR
+            try:
+                state = supervisor.status(Path(state_dir))
+            except CapacityError as exc:
+                self.problems.append(f"embedded stack not sampled: {exc}")
+                state = None
             if state is not None:
                 pids = supervisor.service_pids(state)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -17,6 +18,21 @@ pytest_plugins = ["apollo_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO_ROOT / "scenarios"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Runs made by tests record into a throwaway results store, never the checkout's."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite"
+    old = os.environ.get("CAPACITY_HISTORY")
+    os.environ["CAPACITY_HISTORY"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("CAPACITY_HISTORY", None)
+        else:
+            os.environ["CAPACITY_HISTORY"] = old
 
 
 @pytest.fixture(scope="session")

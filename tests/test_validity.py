@@ -157,3 +157,53 @@ def test_intended_percentiles_are_summarised_and_judged() -> None:
     (slo,) = s["slos"]
     assert slo["basis"] == "intended" and slo["value"] == op["p95_intended_ms"]
     assert s["verdict"] == "fail"
+
+
+def test_how_the_run_went_reaches_the_verdict() -> None:
+    """A load generator that did not end cleanly, problems recorded during the run, a run
+    shorter than planned: each is a reason, and none can be a pass (issue 11)."""
+    ok = slices(20, 50)
+    assert run(ok, load={"duration_s": 20.0})["verdict"] == "pass"
+    killed = run(ok, load={"duration_s": 20.0}, locust_exit_code=-9)
+    assert killed["verdict"] == "inconclusive"
+    assert (
+        "the load generator (Locust) exited with signal SIGKILL before a clean end"
+        in (killed["reasons"])
+    )
+    legacy = run(ok, schema=1, load={"duration_s": 20.0}, locust_exit_code=1)
+    assert legacy["verdict"] == "pass"  # schema 1: Locust exited 1 on any request failure
+    died = run(ok, load={"duration_s": 20.0}, problems=["process temporal (pid 7) is gone"])
+    assert (
+        died["verdict"] == "inconclusive" and "process temporal (pid 7) is gone" in died["reasons"]
+    )
+    short = run(slices(8, 50), load={"duration_s": 20.0})
+    assert short["verdict"] == "inconclusive"
+    assert any(
+        r.startswith("the run was shorter than planned: load ran 8.0 s") for r in short["reasons"]
+    )
+
+
+def test_a_breach_a_broken_run_may_have_caused_is_not_judged() -> None:
+    """A saturated load generator inflates latency: its P95 breach is not a fail. A shared
+    stack taints everything. A real error-rate breach still fails."""
+    slow = [dict(s) for s in slices(20, 50)]
+    for record in slow:
+        record["ops"] = {
+            name: {**op, "hist": slices_of_latency(900.0, op["count"])}
+            for name, op in record["ops"].items()
+        }
+    saturated = resources({"locust": [0.99] * 20})
+    judged = run(slow, saturated)
+    (row,) = judged["slos"]
+    assert row["passed"] is None and row.get("untrusted") is True
+    assert judged["verdict"] == "inconclusive"
+    shared = run(slow, problems=[{"text": "shared: another run used the stack", "scope": "all"}])
+    assert shared["verdict"] == "inconclusive"
+
+
+def slices_of_latency(latency_ms: float, count: int) -> str:
+    from capacity.runfolder.histograms import encode_histogram, new_histogram
+
+    hist = new_histogram()
+    hist.record_value(int(latency_ms * 1000), count)
+    return encode_histogram(hist)

@@ -32,7 +32,7 @@ from capacity.analysis.validity import (
     trust_rows,
 )
 from capacity.analysis.wire_stats import ClientFigures, add_client_figures, overhead_warnings
-from capacity.runfolder.histograms import Counts, percentile_ms
+from capacity.runfolder.histograms import Counts, Sparse, decode_many, percentile_ms
 from capacity.runfolder.meta import RunMeta
 from capacity.runfolder.summary import SUMMARY_SCHEMA
 from capacity.slos import check_run, verdict
@@ -102,7 +102,8 @@ class Timeline:
         self._rows: list[dict[str, Any]] = []
         self._newest = -1
 
-    def add(self, record: Mapping[str, Any]) -> None:
+    def add(self, record: Mapping[str, Any], decoded: Mapping[str, Sparse | None]) -> None:
+        """Add one slice record; `decoded` holds its operations' histograms, decoded once."""
         key = int(float(record["t_end_s"]) // self.bucket_s)
         bucket = self._open.get(key)
         if bucket is None:
@@ -112,11 +113,12 @@ class Timeline:
             group = operation_group(name)
             bucket.count[group] += int(op.get("count", 0))
             bucket.failures[group] += int(op.get("failures", 0))
-            if op.get("hist"):
+            sparse = decoded.get(name)
+            if sparse is not None:
                 hist = bucket.hists.get(group)
                 if hist is None:
                     hist = bucket.hists[group] = Counts()
-                hist.add_encoded(op["hist"])
+                hist.add_sparse(sparse)
         if key > self._newest:
             self._newest = key
             for old in [k for k in self._open if k < key - self.LAG_BUCKETS]:
@@ -151,6 +153,13 @@ def timeline_bucket_s(meta: RunMeta) -> float:
     return max(meta.slice_s, duration_s / MAX_TIMELINE_POINTS)
 
 
+def decode_record(record: Mapping[str, Any]) -> dict[str, Sparse | None]:
+    """A slice's operation histograms, decoded in one pass (None: not in the recorder's
+    layout, decoded separately where needed)."""
+    names = [n for n, op in record["ops"].items() if op.get("hist")]
+    return dict(zip(names, decode_many([record["ops"][n]["hist"] for n in names]), strict=True))
+
+
 @dataclass
 class RunStats:
     """Everything one pass over the slices collects."""
@@ -182,7 +191,8 @@ def collect(
         steady = in_steady_state(record, steady_start_s)
         if steady:
             steady_first = t0 if steady_first is None else min(steady_first, t0)
-        timeline.add(record)
+        decoded = decode_record(record)
+        timeline.add(record, decoded)
         w = workers.setdefault(
             str(record.get("worker", "")), {"requests": 0, "last_slice_end_s": 0.0, "lost": False}
         )
@@ -201,14 +211,18 @@ def collect(
             op.failures += failures
             op.partial += int(raw.get("partial", 0))
             op.errors.update({str(k): int(v) for k, v in raw.get("errors", {}).items()})
-            op.hist.add_encoded(raw.get("hist", ""))
+            sparse = decoded.get(name)
+            if sparse is not None:
+                op.hist.add_sparse(sparse)
+            elif raw.get("hist"):
+                op.hist.add_encoded(raw["hist"])  # another tool's layout: the slow way
             if raw.get("hist_intended"):
                 if op.intended is None:
                     op.intended = Counts()
                 op.intended.add_encoded(raw["hist_intended"])
-            client.add(name, raw)
         if steady:
             arrival = arrival_totals_add(arrival, record.get("arrival"))
+            client.add_record(record)
     return RunStats(
         ops,
         first,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from capacity.runfolder.histograms import Counts, percentile_ms
+from capacity.runfolder.histograms import Counts, decode_many, percentile_ms
 from capacity.slos import MIN_SAMPLES
 
 OVERHEAD_WARN_SHARE = 0.10
@@ -33,15 +33,26 @@ class ClientFigures:
     def __init__(self) -> None:
         self._ops: dict[str, dict[str, Counts]] = {}
 
-    def add(self, name: str, op: Mapping[str, Any]) -> None:
-        """One steady-state slice's record of operation `name`."""
-        for key in CLIENT_KEYS:
-            text = op.get(key)
-            if text:
-                hists = self._ops.setdefault(name, {})
-                if key not in hists:
-                    hists[key] = Counts()
-                hists[key].add_encoded(text)
+    def add_record(self, record: Mapping[str, Any]) -> None:
+        """One steady-state slice record: its client histograms, decoded in one pass."""
+        items = [
+            (name, key, op[key])
+            for name, op in record["ops"].items()
+            for key in CLIENT_KEYS
+            if op.get(key)
+        ]
+        if not items:
+            return
+        for (name, key, text), sparse in zip(
+            items, decode_many([text for _n, _k, text in items]), strict=True
+        ):
+            hists = self._ops.setdefault(name, {})
+            if key not in hists:
+                hists[key] = Counts()
+            if sparse is not None:
+                hists[key].add_sparse(sparse)
+            else:
+                hists[key].add_encoded(text)  # another tool's layout: the slow way
 
     def figures(self, name: str) -> dict[str, Any]:
         """Wire-timed count, client-observed percentiles, overhead and connects of `name`."""

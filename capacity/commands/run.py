@@ -7,12 +7,14 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from capacity import shipped
 from capacity.errors import ConfigError, exit_code_for, worst_exit
 from capacity.report.text import verdict_text
-from capacity.runner import DEFAULT_STATE_DIR, EmbeddedStack, RunOptions, run_scenario
+from capacity.runner import DEFAULT_STATE_DIR, RunOptions, run_scenario
 from capacity.scenario import load_scenario
+from capacity.stack.embedded import EmbeddedStack
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +86,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="run Locust as a master plus N worker processes on this machine (default 0: one "
         "process); see deploy/README.md for workers on other machines",
+    )
+    # --- results store (capacity.history) ---
+    p.add_argument(
+        "--history",
+        metavar="DB",
+        help="results store each completed run is recorded in: a SQLite file or a "
+        "postgresql:// URL (default: $CAPACITY_HISTORY, else .capacity/history.sqlite)",
+    )
+    p.add_argument("--no-history", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--sut-revision",
+        metavar="REV",
+        help="revision of the system under test, kept in the run's fingerprint "
+        "(default: $CAPACITY_SUT_REVISION)",
     )
     p.set_defaults(func=run)
 
@@ -165,6 +181,21 @@ def _one_run(args: argparse.Namespace, scenario: Path, stack: EmbeddedStack | No
     )
     result = run_scenario(options, say, stack=stack)
     summary = result.summary
+    # --- results store: recording never changes the verdict or the exit code ---
+    if not args.no_history:
+        _record(args, result.run_dir, summary)
     say(verdict_text(summary, result.run_dir).removeprefix("capacity: "))
     print(result.run_dir / "report.html", flush=True)
     return exit_code_for(summary["verdict"])
+
+
+def _record(args: argparse.Namespace, run_dir: Path, summary: dict[str, Any]) -> None:
+    """Record a completed run in the results store; a failure is one warning line."""
+    from capacity.history.record import record_run
+    from capacity.history.store import redact, resolve_location
+
+    try:
+        record_run(run_dir, summary, args.history, sut_revision=args.sut_revision)
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands whatever the store does
+        detail = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        say(f"warning: run not recorded in {redact(resolve_location(args.history))}: {detail}")

@@ -8,6 +8,7 @@ folder renders the same everywhere.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ def load_run(
     sweep = None
     note = None
     if meta.load.stage_count >= 2:
-        host_cores = meta.host_cores or 1.0
+        # Recorded since run.json schema 2; an older folder renders with this machine's count,
+        # as it always did.
+        host_cores = meta.host_cores or float(os.cpu_count() or 1)
         sweep = analyse_sweep(
             runfolder.SliceReader(run_dir),
             resources,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from capacity.errors import ConfigError
 from capacity.runfolder.files import (
+    check_reports_root,
     create_run_dir,
     describe_os_error,
     iso_utc,
@@ -55,6 +56,7 @@ __all__ = [
     "SliceTail",
     "SliceWriter",
     "add_problems",
+    "check_reports_root",
     "create_run_dir",
     "describe_os_error",
     "iso_utc",

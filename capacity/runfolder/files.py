@@ -42,6 +42,20 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
+def check_reports_root(root: Path) -> Path:
+    """The reports folder, absolute, if it is (or can become) a folder; checked before a run
+    starts anything, so a typo costs one line, not a stack start and a preflight."""
+    root = Path(root).absolute()
+    for parent in (root, *root.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{root}: cannot hold run folders: {parent} is a file")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{root}: cannot hold run folders: {parent} is not writable")
+            break
+    return root
+
+
 def create_run_dir(root: Path, scenario: str) -> Path:
     """Make a new, unique run folder under `root` (absolute)."""
     root = Path(root).absolute()

@@ -103,6 +103,12 @@ class Counts:
         if text:
             _add_encoded(self.counts, text)
 
+    def add_sparse(self, sparse: Sparse) -> None:
+        """Add a decoded histogram (`decode_many`): its occupied bucket indices and counts."""
+        index, values = sparse
+        if len(index):
+            self.counts[index] += values
+
     @property
     def total(self) -> int:
         return int(self.counts.sum())
@@ -150,6 +156,10 @@ def merge_counts(items: Iterable[Counts]) -> Counts:
     return merged
 
 
+Sparse = tuple[np.ndarray, np.ndarray]  # occupied bucket indices, their counts
+_EMPTY: Sparse = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+
+
 def decode_counts(text: str) -> np.ndarray:
     """Dense counts of a base64 HdrHistogram V2 text in the recorder's layout."""
     out = np.zeros(counts_len(), dtype=np.int64)
@@ -159,6 +169,17 @@ def decode_counts(text: str) -> np.ndarray:
 
 
 def _add_encoded(out: np.ndarray, text: str) -> None:
+    (sparse,) = decode_many([text])
+    if sparse is None:
+        _add_foreign(out, text)
+    else:
+        index, values = sparse
+        if len(index):
+            out[index] += values
+
+
+def _varint_payload(text: str) -> bytes | None:
+    """The ZigZag LEB128 counts of one encoded histogram; None for another layout."""
     try:
         raw = base64.b64decode(text, validate=True)
         if raw[:4] == b"HIST":  # the recorder's text: base64 of hdrh's own base64 encoding
@@ -175,23 +196,43 @@ def _add_encoded(out: np.ndarray, text: str) -> None:
     if inner & ~0xF0 != _ENCODING_COOKIE_BASE or offset != 0:
         raise HistogramError("unsupported HdrHistogram payload (cookie or index offset)")
     if (digits, lowest) != (SIGNIFICANT_DIGITS, LOWEST_US) or highest > HIGHEST_US:
-        _add_foreign(out, text)
-        return
-    data = np.frombuffer(payload, dtype=np.uint8, offset=_PAYLOAD_HEADER.size)[:varint_len]
-    if not len(data):
-        return
-    values = _zigzag_leb128(data)
+        return None
+    start = _PAYLOAD_HEADER.size
+    return payload[start : start + varint_len]
+
+
+def decode_many(texts: list[str]) -> list[Sparse | None]:
+    """Decode several encoded histograms at once (one numpy pass for all of them: a slice's
+    operations cost little more than one); None marks one of another layout."""
+    payloads = [_varint_payload(t) if t else b"" for t in texts]
+    parts = [p for p in payloads if p]
+    if not parts:
+        return [None if p is None else _EMPTY for p in payloads]
+    data = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    byte_ends = np.cumsum([len(p) for p in parts])
+    if (data[byte_ends - 1] & 0x80).any():
+        raise HistogramError("corrupt histogram: truncated varint")
+    values, value_ends = _zigzag_leb128(data)
+    segment = np.searchsorted(byte_ends, value_ends, side="right")
     steps = np.where(values < 0, -values, 1)
-    index = np.concatenate(([0], np.cumsum(steps[:-1])))
+    exclusive = np.cumsum(steps) - steps
+    first = np.searchsorted(segment, np.arange(len(parts)), side="left")
+    index = exclusive - exclusive[first][segment]
     keep = values > 0
-    index, values = index[keep], values[keep]
-    if len(index) and index[-1] >= len(out):
+    index, values, segment = index[keep], values[keep], segment[keep]
+    if len(index) and int(index.max()) >= counts_len():
         raise HistogramError("histogram counts run past the layout's range")
-    out[index] += values
+    bounds = np.searchsorted(segment, np.arange(len(parts) + 1), side="left")
+    decoded = iter(
+        (index[bounds[i] : bounds[i + 1]], values[bounds[i] : bounds[i + 1]])
+        for i in range(len(parts))
+    )
+    return [None if p is None else (next(decoded) if p else _EMPTY) for p in payloads]
 
 
-def _zigzag_leb128(data: np.ndarray) -> np.ndarray:
-    """Decode a run of ZigZag LEB128 varints (at most 8 bytes each here) to int64."""
+def _zigzag_leb128(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a run of ZigZag LEB128 varints (at most 8 bytes each here) to int64; also
+    returns the byte position each one ends at."""
     last = (data & 0x80) == 0
     if not last[-1]:
         raise HistogramError("corrupt histogram: truncated varint")
@@ -203,7 +244,7 @@ def _zigzag_leb128(data: np.ndarray) -> np.ndarray:
     position = np.arange(len(data)) - starts[group]
     parts = (data & 0x7F).astype(np.int64) << (7 * position)
     unsigned = np.add.reduceat(parts, starts)
-    return (unsigned >> 1) ^ -(unsigned & 1)
+    return (unsigned >> 1) ^ -(unsigned & 1), ends
 
 
 def _rerecord(hist: HdrHistogram) -> np.ndarray:

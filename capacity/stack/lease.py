@@ -126,10 +126,9 @@ class StackLease:
         return live
 
     def release(self) -> None:
-        if self._marker is not None:
-            with contextlib.suppress(OSError):
-                self._marker.unlink()
-            self._marker = None
+        # A sharer's marker stays: the holder reads it at its end (it may end later) and then
+        # removes the markers of runs that are over.
+        self._marker = None
         if self._fh is not None:
             sharers = self.state_dir / SHARERS_DIR
             for path in sharers.glob("*.json") if sharers.is_dir() else ():

@@ -27,7 +27,13 @@ from typing import Any
 import psutil
 
 import capacity
-from capacity.endpoints import DEFAULT_HOST, DEFAULT_PORTS, GRAPHQL_PATH, HEALTH_PATHS
+from capacity.endpoints import (
+    DEFAULT_HOST,
+    DEFAULT_PORTS,
+    DEFAULT_STATE_DIR,
+    GRAPHQL_PATH,
+    HEALTH_PATHS,
+)
 from capacity.errors import ConfigError, StackError
 from capacity.runfolder.files import write_json
 from capacity.stack.lease import die_with_parent
@@ -35,7 +41,6 @@ from capacity.stack.tuning import validate_tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 
 SERVICES = ("temporal", "master-data", "rules-engine", "workflow", "gateway")  # start order
-DEFAULT_STATE_DIR = Path(".capacity/stack")
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
 Progress = Callable[[str], None]
