@@ -54,6 +54,7 @@ from capacity.analysis.validity import is_load_generator
 from capacity.errors import ConfigError
 from capacity.runfolder.files import write_text_atomic
 from capacity.runfolder.summary import SUMMARY_SCHEMA, read_summary
+from capacity.traces.analysis import gate_targets
 
 BASELINE_SCHEMA = 1
 _SECTION = {"operation": "operations", "service": "services"}
@@ -133,6 +134,13 @@ def run_metrics_from_summary(data: Any, path: str) -> RunMetrics:
                 f: _number(row.get(f), f"{path}: key '{section}.{target}.{f}'") for f in fields
             }
         tables[section] = table
+    # server-side span targets (capacity.traces), gated as operations named "span <target>"
+    for target, row in gate_targets(data).items():
+        tables["operations"].setdefault(
+            target,
+            {f: _number(row.get(f), f"{path}: key 'traces.targets.{target[5:]}.{f}'")
+             for f in _SUMMARY_OPERATION_FIELDS},
+        )  # fmt: skip
     return RunMetrics(
         run_id=data["run_id"],
         scenario=data["scenario"],

@@ -138,6 +138,12 @@ def _add_arguments(parser: Any) -> None:
         help="Skip target health checks and GraphQL validation before load",
     )
     group.add_argument(
+        "--trace-id-prefix",
+        env_var="CAPACITY_TRACE_ID_PREFIX",
+        default=None,
+        help="8 hex digits every trace id of this run starts with (capacity run sets it)",
+    )
+    group.add_argument(
         "--time-scale",
         env_var="CAPACITY_TIME_SCALE",
         default=None,
@@ -175,6 +181,7 @@ class CapacityPlugin:
         self.sampler: Any = None
         self.owns_run = False  # a plain `locust -f` run: this process judges and exits with it
         self.problems: list[str] = []
+        self.traces: Any = None  # a plain run's trace receiver (capacity run has its own)
 
     def install(self, locust_events: Any) -> None:
         locust_events.init.add_listener(self.on_init)
@@ -202,6 +209,8 @@ class CapacityPlugin:
             try:
                 self.run_dir = self._open_run_dir(options)
                 self.writer = runfolder.SliceWriter(self.run_dir)
+                if self.owns_run and self.scenario.traces is not None:
+                    self._start_traces(options)
             except CapacityError as exc:
                 print(f"capacity: error: {exc}", file=sys.stderr)
                 sys.exit(exc.exit_code)
@@ -217,6 +226,22 @@ class CapacityPlugin:
         )
         if not isinstance(runner, MasterRunner):
             environment.events.request.add_listener(self.recorder.on_request)
+
+    def _start_traces(self, options: Any) -> None:
+        """A plain run of a scenario with `[traces]` receives its spans as `capacity run` does.
+
+        The trace marker is `--trace-id-prefix` or a new one, set on the options so this
+        process's users use it; workers of a distributed plain run need the same option.
+        """
+        from capacity.drivers.tracing import new_prefix
+        from capacity.traces.run import TraceRun
+
+        assert self.run_dir is not None and self.scenario.traces is not None
+        prefix = getattr(options, "trace_id_prefix", None) or new_prefix()
+        if options is not None:
+            options.trace_id_prefix = prefix
+        self.traces = TraceRun(self.scenario, self.scenario.traces, prefix)
+        self.traces.start(self.run_dir, log.info)
 
     def _open_run_dir(self, options: Any) -> Path:
         """`--run-dir` (made if missing) or a new folder under `--reports`; run.json is written
@@ -335,6 +360,9 @@ class CapacityPlugin:
             self.problems += self.sampler.problems
         if self.writer.error and not any(self.writer.error in p for p in self.problems):
             self.problems.append(f"the run stopped early: {self.writer.error}")
+        if self.traces is not None:  # the senders' last batches, then the receiver's counters
+            self.traces.finish(self.run_dir, log.info)
+            self.traces.receiver.stop()
         try:
             runfolder.add_problems(self.run_dir, self.problems)
             if self.owns_run:

@@ -21,6 +21,12 @@ client's own share (client-observed minus wire minus connect); `hist_connect` ho
 connection set-up times. A request without a wire figure (a connection error, a TLS target, a
 driver that does not time at the socket) is recorded into `hist` as client-observed, as
 before.
+
+A request whose context carries `TRACE_ID_KEY` (a sampled W3C trace, see
+`capacity.drivers.tracing`) is also listed in its slice under `traces` as
+`[trace_id, start_s, latency_ms, failed]`, at most `MAX_TRACES_PER_SLICE` per operation (the
+rest counted in `traces_dropped`): the client side of the spans the trace receiver keeps.
+Unsampled requests cost nothing more.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from capacity.runfolder.slices import SLICE_SCHEMA
 
 MAX_ERROR_KEYS = 20
 INTENDED_START_KEY = "intended_start_s"
+TRACE_ID_KEY = "trace_id"
+MAX_TRACES_PER_SLICE = 2000
 RESERVED_FIELDS = frozenset({"schema", "t_start_s", "t_end_s", "worker", "users", "ops"})
 
 
@@ -52,6 +60,8 @@ class _OpSlice:
     hist_client: HdrHistogram | None = None
     hist_overhead: HdrHistogram | None = None
     hist_connect: HdrHistogram | None = None
+    traces: list[list[Any]] | None = None
+    traces_dropped: int = 0
 
 
 def error_key(exception: BaseException | str) -> str:
@@ -127,6 +137,9 @@ class SliceRecorder:
             intended_s = context.get(INTENDED_START_KEY)
             if intended_s is not None:
                 self._record_intended(op, latency_us, float(intended_s), start_time)
+            trace_id = context.get(TRACE_ID_KEY)
+            if trace_id is not None:
+                _record_trace(op, trace_id, start_time, latency_us, exception is not None)
 
     @staticmethod
     def _record_client(op: _OpSlice, client_ms: float, wire_ms: float, connect_ms: float) -> None:
@@ -174,6 +187,20 @@ def _us(ms: float | None) -> int:
     return min(max(int((ms or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
 
 
+def _record_trace(
+    op: _OpSlice, trace_id: str, start_time: float | None, latency_us: int, failed: bool
+) -> None:
+    """List one sampled request: its trace id, send time, latency (the wire's when measured)
+    and outcome."""
+    if op.traces is None:
+        op.traces = []
+    if len(op.traces) >= MAX_TRACES_PER_SLICE:
+        op.traces_dropped += 1
+        return
+    start_s = round(start_time, 6) if start_time is not None else None
+    op.traces.append([trace_id, start_s, latency_us / 1000.0, int(failed)])
+
+
 def _op_record(op: _OpSlice) -> dict[str, Any]:
     out: dict[str, Any] = {
         "count": op.count,
@@ -186,4 +213,8 @@ def _op_record(op: _OpSlice) -> dict[str, Any]:
         hist = getattr(op, key)
         if hist is not None:
             out[key] = encode_histogram(hist)
+    if op.traces is not None:
+        out["traces"] = op.traces
+        if op.traces_dropped:
+            out["traces_dropped"] = op.traces_dropped
     return out

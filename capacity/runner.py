@@ -29,6 +29,7 @@ from capacity.errors import CapacityError
 from capacity.scenario import Scenario, load_scenario
 from capacity.stack.embedded import EmbeddedStack
 from capacity.stack.lease import die_with_parent
+from capacity.traces.run import TraceRun
 
 PROGRESS_EVERY_S = 5.0
 LOCUST_GRACE_S = 60.0
@@ -70,7 +71,12 @@ class RunResult:
 
 
 def locust_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, *, master_port: int | None = None
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    *,
+    master_port: int | None = None,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """The local Locust process, or with `master_port` the master (it runs no users itself)."""
     load = scenario.load
@@ -96,6 +102,8 @@ def locust_command(
         "--stop-timeout",
         f"{STOP_TIMEOUT_S:g}",
     ]
+    if trace_id_prefix:
+        cmd += ["--trace-id-prefix", trace_id_prefix]
     if master_port is not None:
         cmd += [
             "--master",
@@ -115,9 +123,15 @@ def locust_command(
 
 
 def worker_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, master_port: int, index: int
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    master_port: int,
+    index: int,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """Worker `index` (1-based) of a distributed run; it writes nothing but its own log."""
+    trace = ["--trace-id-prefix", trace_id_prefix] if trace_id_prefix else []
     return [
         sys.executable,
         "-m",
@@ -138,6 +152,7 @@ def worker_command(
         # The arrival-rate executor's share: every worker sends 1/N of the scenario's rate.
         "--arrival-split",
         f"{index - 1}/{options.workers}",
+        *trace,
     ]
 
 
@@ -172,7 +187,7 @@ class LocustProcess:
 
 
 def start_locust_processes(
-    options: RunOptions, scenario: Scenario, run_dir: Path
+    options: RunOptions, scenario: Scenario, run_dir: Path, trace_id_prefix: str | None = None
 ) -> list[LocustProcess]:
     """Start the local Locust process, or the master then `options.workers` workers.
 
@@ -182,12 +197,15 @@ def start_locust_processes(
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if options.workers <= 0:
-        return [_spawn("locust", locust_command(options, scenario, run_dir), run_dir, env)]
+        cmd = locust_command(options, scenario, run_dir, trace_id_prefix=trace_id_prefix)
+        return [_spawn("locust", cmd, run_dir, env)]
     port = free_port()
-    master_cmd = locust_command(options, scenario, run_dir, master_port=port)
+    master_cmd = locust_command(
+        options, scenario, run_dir, master_port=port, trace_id_prefix=trace_id_prefix
+    )
     procs = [_spawn("locust-master", master_cmd, run_dir, env, out_name="locust.out")]
     for index in range(1, options.workers + 1):
-        cmd = worker_command(options, scenario, run_dir, port, index)
+        cmd = worker_command(options, scenario, run_dir, port, index, trace_id_prefix)
         procs.append(_spawn(f"locust-worker-{index}", cmd, run_dir, env))
     return procs
 
@@ -252,6 +270,7 @@ def run_locust(
     say: Callable[[str], None],
     *,
     service_pids: Mapping[str, int] | None = None,
+    trace_id_prefix: str | None = None,
 ) -> int:
     """Run Locust to completion, printing progress; SIGINT/SIGTERM stop it gracefully.
 
@@ -275,7 +294,7 @@ def run_locust(
     sampler = None
     problems: list[str] = []
     try:
-        procs.extend(start_locust_processes(options, scenario, run_dir))
+        procs.extend(start_locust_processes(options, scenario, run_dir, trace_id_prefix))
         if service_pids is not None:
             sampler = _start_sampler(run_dir, scenario, service_pids, procs, problems)
         _supervise(procs, scenario, say, run_dir)
@@ -422,6 +441,7 @@ def run_scenario(
     options = options.absolute()
     scenario = load_scenario(options.scenario_path, time_scale=options.time_scale)
     runfolder.check_reports_root(options.reports_root)
+    receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
     owned = stack is None and scenario.targets.embedded_stack
     if owned:
         stack = EmbeddedStack(
@@ -429,7 +449,7 @@ def run_scenario(
         )
     elif not scenario.targets.embedded_stack:
         stack = None
-    with stack if owned and stack is not None else _Null():
+    with stack if owned and stack is not None else _Null(), receiver or _Null():
         say("checking targets ...")
         run_preflight(scenario)
         run_dir = runfolder.create_run_dir(options.reports_root, scenario.name)
@@ -443,9 +463,18 @@ def run_scenario(
             },
         )
         say(f"run folder: {run_dir}")
+        if receiver is not None:
+            receiver.start(run_dir, say)
         code = run_locust(
-            options, scenario, run_dir, say, service_pids=stack.pids() if stack else {}
+            options,
+            scenario,
+            run_dir,
+            say,
+            service_pids=stack.pids() if stack else {},
+            trace_id_prefix=receiver.prefix if receiver else None,
         )
+        if receiver is not None:
+            receiver.finish(run_dir, say)
         if stack is not None:
             runfolder.add_problems(run_dir, stack.shared_with(), scope="all")
         runfolder.update_run_json(

@@ -11,7 +11,8 @@ DOCS = REPO_ROOT / "scenarios" / "README.md"
 
 
 def loader_keys() -> set[str]:
-    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted(LOADER.glob("*.py")))
+    files = [*sorted(LOADER.glob("*.py")), REPO_ROOT / "capacity" / "traces" / "config.py"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in files)
     pattern = r'\.(?:get|require|positive|sub|number|integer|file_path)\(\s*"([a-z_]+)"'
     from capacity.slos import METRICS, SERVICE_METRIC_ALIASES
 

@@ -36,6 +36,7 @@ from capacity.runfolder.histograms import Counts, Sparse, decode_many, percentil
 from capacity.runfolder.meta import RunMeta
 from capacity.runfolder.summary import SUMMARY_SCHEMA
 from capacity.slos import check_run, verdict
+from capacity.traces.analysis import ClientTap, traces_summary
 
 PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
 MAX_TIMELINE_POINTS = 600
@@ -303,6 +304,7 @@ def summarize(
     *,
     extra_reasons: Sequence[Reason] = (),
     first_start_s: float | None = None,
+    spans: Iterable[Mapping[str, Any]] = (),
 ) -> Analysis:
     """Analyse one run from its slice records (a stream), resources and run.json.
 
@@ -310,10 +312,10 @@ def summarize(
     `load_started_at` (run folders from before it was recorded).
     """
     load_start = meta.load_started_at if meta.load_started_at is not None else first_start_s
-    warmup_end = (load_start or 0.0) + meta.warmup_s
-    stats = collect(
-        records, warmup_end if meta.warmup_s > 0 else float("-inf"), timeline_bucket_s(meta)
-    )
+    # no sample of the warm-up counts (see in_steady_state); with none, every slice counts
+    warmup_end = (load_start or 0.0) + meta.warmup_s if meta.warmup_s > 0 else float("-inf")
+    tap = ClientTap(warmup_end)  # capacity.traces: sampled requests, read in the same pass
+    stats = collect(tap.wrap(records), warmup_end, timeline_bucket_s(meta))
     if load_start is None:
         load_start = stats.first_start_s or 0.0
     end = stats.last_end_s if stats.last_end_s is not None else load_start + meta.warmup_s
@@ -328,7 +330,17 @@ def summarize(
     }
     add_client_figures(operations, stats.client)
     res = resource_stats(resources, window)
-    rows = check_run(meta.slos, operations, res)
+    # --- traces: where the time goes, span SLOs (capacity.traces.analysis) ---
+    traced = traces_summary(
+        spans,
+        tap,
+        meta.slos,
+        receiver=meta.get("traces"),
+        steady_start_s=window.steady_start_s,
+        end_s=window.end_s,
+    )
+    rows = check_run(meta.slos, operations, res, traced.targets) + traced.rows
+    # --- end traces ---
     partial = meta.status != "complete"
     load_generators = load_generator_cpu(resources, window.load_start_s, window.end_s)
     for worker in meta.lost_workers:
@@ -336,15 +348,19 @@ def summarize(
             worker, {"requests": 0, "last_slice_end_s": None, "lost": True}
         )
         entry["lost"] = True
-    reasons = run_reasons(
-        meta,
-        operations,
-        rows,
-        partial=partial,
-        load_generators=load_generators,
-        arrival=stats.arrival,
-        last_slice_end_s=stats.last_end_s,
-    ) + list(extra_reasons)
+    reasons = (
+        run_reasons(
+            meta,
+            operations,
+            rows,
+            partial=partial,
+            load_generators=load_generators,
+            arrival=stats.arrival,
+            last_slice_end_s=stats.last_end_s,
+        )
+        + [Reason(text) for text in traced.reasons]
+        + list(extra_reasons)
+    )
     rows = trust_rows(rows, reasons)
     texts = list(dict.fromkeys(r.text for r in reasons))
     summary = {
@@ -373,5 +389,6 @@ def summarize(
             for o in meta.get("outages") or []
             if isinstance(o, dict) and isinstance(o.get("from_s"), int | float)
         ],
+        "traces": traced.section,
     }
     return Analysis(summary, stats.timeline, window)

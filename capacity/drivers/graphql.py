@@ -22,6 +22,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 from urllib.parse import urlencode
 
 from locust import FastHttpUser, between, task
@@ -30,9 +31,10 @@ from capacity.addresses import parse_http_url
 from capacity.drivers.headers import target_headers
 from capacity.drivers.json_template import compile_json
 from capacity.drivers.lean_http import request_headers, send_checked
-from capacity.drivers.tracing import TraceSampler
+from capacity.drivers.tracing import TraceSampler, parse_prefix
 from capacity.drivers.variables import PoolCursor, compile_variables
 from capacity.drivers.wire_timing import for_user
+from capacity.recorder import TRACE_ID_KEY
 from capacity.scenario import GraphQLOperation, GraphQLSettings, Targets, UserClass
 
 ERRORS_MARKER = b'"errors"'
@@ -181,6 +183,7 @@ class GraphQLUser(FastHttpUser):
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
         self._wire = for_user(self, self._url)
+        self._sampler = self.trace_sampler.with_prefix(trace_id_prefix(self.environment))
 
     def pick_operation(self) -> CompiledOperation:
         """A weighted pick, as random.choices makes it, without its per-call set-up."""
@@ -195,23 +198,27 @@ class GraphQLUser(FastHttpUser):
         get = op.query_string is not None
         # This user's own dict, updated in place: geventhttpclient copies headers per request.
         headers = self._get_headers if get else self._headers
-        traceparent = self.trace_sampler.traceparent()
-        if traceparent is not None:
-            headers["traceparent"] = traceparent
+        context = self.context()
+        drawn = self._sampler.sample()
+        if drawn is not None:
+            headers["traceparent"] = drawn[0]
+            if drawn[1] is not None:  # sampled: the recorder keeps its client-side latency
+                context = {**context, TRACE_ID_KEY: drawn[1]}
         if op.full_body is None:
-            self._send(op, headers, get, full=False, check=graphql_failure)
+            self._send(op, headers, get, context, full=False, check=graphql_failure)
             return
         # Automatic persisted queries: the hash first; the full query only when the server
         # does not know it yet.
-        content = self._send(op, headers, get, full=False, check=_registering_check)
+        content = self._send(op, headers, get, context, full=False, check=_registering_check)
         if content is not None and PQ_NOT_FOUND in content:
-            self._send(op, headers, get, full=True, check=graphql_failure)
+            self._send(op, headers, get, context, full=True, check=graphql_failure)
 
     def _send(
         self,
         op: CompiledOperation,
         headers: dict[str, str],
         get: bool,
+        context: dict[str, Any],
         *,
         full: bool,
         check: Callable[[bytes], tuple[str | None, bool]],
@@ -224,5 +231,11 @@ class GraphQLUser(FastHttpUser):
             make = op.full_body if full and op.full_body else op.body
             url, method, body = self._url, "POST", make()
         return send_checked(
-            self.client, method, url, body, headers, op.stat_name, self.context(), check, self._wire
+            self.client, method, url, body, headers, op.stat_name, context, check, self._wire
         )
+
+
+def trace_id_prefix(environment: Any) -> int:
+    """The run's trace marker from `--trace-id-prefix` (0 when the run has none)."""
+    options = getattr(environment, "parsed_options", None)
+    return parse_prefix(getattr(options, "trace_id_prefix", None))

@@ -21,8 +21,10 @@ from capacity.analysis.sweep import DEFAULT_HEADROOM, SweepResult, analyse_sweep
 from capacity.analysis.validity import Reason
 from capacity.errors import CapacityError
 from capacity.report import capacity_charts, charts
+from capacity.report import traces as traces_report
 from capacity.report.compare import compare_summaries
 from capacity.report.render import render_html, render_markdown
+from capacity.traces.spans import iter_spans
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,23 @@ def analyse_run(run_dir: Path) -> tuple[runfolder.RunMeta, Analysis, pd.DataFram
     resources = read_resources(resources_path) if resources_path.exists() else None
     first = _first_start_s(reader) if meta.load_started_at is None else None
     extra: list[Reason] = []
-    analysis = summarize(reader, resources, meta, first_start_s=first, extra_reasons=extra)
+    analysis = summarize(
+        reader, resources, meta, first_start_s=first, extra_reasons=extra, spans=iter_spans(run_dir)
+    )
     if reader.skipped:
         lost = Reason(
             f"{reader.skipped} line(s) of {runfolder.SLICES} could not be read and were skipped: "
             "the run folder is damaged",
             "all",
         )
-        analysis = summarize(reader, resources, meta, first_start_s=first, extra_reasons=[lost])
+        analysis = summarize(
+            reader,
+            resources,
+            meta,
+            first_start_s=first,
+            extra_reasons=[lost],
+            spans=iter_spans(run_dir),
+        )
     return meta, analysis, resources
 
 
@@ -122,6 +133,8 @@ def _charts(run: RunData) -> dict[str, list[tuple[str, str]]]:
             ("CPU per service against load", capacity_charts.resource_by_step(run.sweep, "cpu")),
             ("Memory per service against load", capacity_charts.resource_by_step(run.sweep, "mem")),
         ]
+    if isinstance(s.get("traces"), dict):
+        sections["traces"] = [("Where the time goes", traces_report.breakdown_chart(s["traces"]))]
     sections["time"] = [
         (
             "Latency over time",

@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from capacity.report import views
+from capacity.report import traces, views
 from capacity.report.compare import RESOURCE_METRICS
 from capacity.report.views import fmt, headline
 
@@ -69,6 +69,7 @@ def render_html(
         headroom=views.headroom,
         client_rows=views.client_rows(summary),
         latency_notes=views.latency_notes(summary),
+        tr=traces.context(summary),
     )
 
 
@@ -305,6 +306,7 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
             for name, r in summary.get("resources", {}).items()
         ],
     )
+    lines += traces.markdown(summary)
     errors = error_rows(summary)
     if errors:
         lines += ["## Failures", ""]

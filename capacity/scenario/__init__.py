@@ -44,6 +44,7 @@ from capacity.scenario.sections import (
 )
 from capacity.scenario.targets import check_allowed_hosts, load_targets, target_hosts
 from capacity.scenario.users import load_data, load_users
+from capacity.traces.config import load_traces
 
 __all__ = [
     "ONE_REQUEST_KINDS",
@@ -110,6 +111,7 @@ def load_scenario(path: str | Path, *, time_scale: float = 1.0) -> Scenario:
     slos = load_slos(root.sub("slos"))
     tuning = load_tuning(root.sub("stack"))
     resources = load_resources(root.sub("resources"))
+    traces = load_traces(root.sub("traces"))
     root.finish()
     if time_scale != 1.0:
         load = scale_durations(load, time_scale)
@@ -125,6 +127,7 @@ def load_scenario(path: str | Path, *, time_scale: float = 1.0) -> Scenario:
         stack_tuning=tuning,
         resources=resources,
         time_scale=time_scale,
+        traces=traces,
     )
     check_allowed_hosts(scenario.targets, file)
     return scenario

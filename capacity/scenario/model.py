@@ -17,6 +17,7 @@ from capacity.endpoints import (
     default_url,
 )
 from capacity.slos import SloSpec
+from capacity.traces.config import TracesConfig
 
 USER_KINDS = ("graphql", "rules", "workflows", "health")
 VARIABLE_CASTS = ("int", "float", "bool", "str")
@@ -260,6 +261,7 @@ class Scenario:
     stack_tuning: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     resources: ResourceSelection = field(default_factory=ResourceSelection)
     time_scale: float = 1.0
+    traces: TracesConfig | None = None  # [traces]: the run's OTLP receiver (capacity.traces)
 
     def slos_of(self, kind: str) -> tuple[SloSpec, ...]:
         return tuple(s for s in self.slos if s.kind == kind)

@@ -13,6 +13,7 @@ from capacity.slos import (
     OPERATION_METRICS,
     SERVICE_METRIC_ALIASES,
     SERVICE_METRICS,
+    SPAN_METRICS,
     SloSpec,
 )
 
@@ -91,13 +92,15 @@ def scale_durations(load: LoadProfile, scale: float) -> LoadProfile:
 
 
 def load_slos(sec: Section | None) -> tuple[SloSpec, ...]:
-    """`[slos.operations."<pattern>"]` and `[slos.services."<pattern>"]` as flat limits."""
+    """`[slos.operations."<pattern>"]`, `[slos.services."<pattern>"]` and
+    `[slos.spans."<pattern>"]` (server-side spans, `capacity.traces`) as flat limits."""
     if sec is None:
         return ()
     specs: list[SloSpec] = []
     for section, kind, metrics in (
         ("operations", "operation", OPERATION_METRICS),
         ("services", "service", SERVICE_METRICS + tuple(SERVICE_METRIC_ALIASES)),
+        ("spans", "span", SPAN_METRICS),
     ):
         group = sec.sub(section)
         if group is None:

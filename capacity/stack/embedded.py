@@ -57,6 +57,8 @@ class EmbeddedStack:
         self.started = False
         self.state: Any = None
         self.lease = StackLease(state_dir, f"capacity run {scenario.name}")
+        # where its services send spans: the run's [traces] receiver (None: no tracing)
+        self.otlp_endpoint = scenario.traces.endpoint if scenario.traces else None
 
     def __enter__(self) -> EmbeddedStack:
         from capacity.stack import supervisor
@@ -70,6 +72,13 @@ class EmbeddedStack:
                 if not self.lease.shared:
                     self.say(f"using the embedded stack already running ({self.state_dir})")
                 self.state = existing
+                exporting = getattr(existing, "otlp_endpoint", None)
+                if self.otlp_endpoint and exporting != self.otlp_endpoint:
+                    self.say(
+                        f"warning: the running stack sends spans to {exporting or 'nowhere'}, "
+                        f"not to this run's receiver ({self.otlp_endpoint}): restart it with "
+                        "`capacity stack down` to see its traces"
+                    )
                 if self.scenario.stack_tuning:
                     from capacity.stack.tuning import apply_tuning
 
@@ -82,6 +91,7 @@ class EmbeddedStack:
                 state_dir=self.state_dir,
                 ports=stack_ports(self.scenario),
                 tuning={k: dict(v) for k, v in self.scenario.stack_tuning.items()},
+                otlp_endpoint=self.otlp_endpoint,
             )
             self.state = supervisor.up(
                 config, progress=lambda line: self.say(f"  {line}"), tie_to_parent=not self.keep

@@ -36,11 +36,14 @@ from capacity.endpoints import (
 )
 from capacity.errors import ConfigError, StackError
 from capacity.runfolder.files import write_json
+from capacity.stack import postgres
 from capacity.stack.lease import die_with_parent
 from capacity.stack.tuning import validate_tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 
-SERVICES = ("temporal", "master-data", "rules-engine", "workflow", "gateway")  # start order
+# start order; postgres is master-data's database (capacity.stack.postgres)
+SERVICES = ("temporal", "postgres", "master-data", "rules-engine", "workflow", "gateway")
+DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:14318/v1/traces"  # capacity.traces.config port
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
 Progress = Callable[[str], None]
@@ -61,19 +64,21 @@ def health_url(name: str, host: str, ports: Mapping[str, int]) -> str:
 
 
 DEFAULT_URLS: dict[str, str] = {
-    name: service_url(name, DEFAULT_HOST, DEFAULT_PORTS) for name in SERVICES
+    name: service_url(name, DEFAULT_HOST, DEFAULT_PORTS) for name in SERVICES if name != "postgres"
 }
 DEFAULT_GRAPHQL_URL = DEFAULT_URLS["gateway"] + GRAPHQL_PATH
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What to start: bind host, ports (missing keys take DEFAULT_PORTS), state dir, knobs."""
+    """What to start: bind host, ports (missing keys take DEFAULT_PORTS), state dir, knobs,
+    and where the services send their spans (None or empty: they do not trace)."""
 
     host: str = DEFAULT_HOST
     ports: Mapping[str, int] = field(default_factory=dict)
     state_dir: Path = DEFAULT_STATE_DIR
     tuning: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    otlp_endpoint: str | None = DEFAULT_OTLP_ENDPOINT
 
     def resolved_ports(self) -> dict[str, int]:
         """All seven ports, validated: known keys, valid range, no port used twice."""
@@ -116,6 +121,7 @@ class StackState:
     namespace: str = NAMESPACE
     task_queue: str = TASK_QUEUE
     owner: dict[str, Any] = field(default_factory=dict)  # {"kind": "run"|"manual", "pid": n}
+    otlp_endpoint: str | None = None  # where its services send spans
 
     @property
     def owner_gone(self) -> bool:
@@ -153,9 +159,15 @@ def check_health(url: str, timeout_s: float = 2.0) -> bool:
 
 
 def stack_health(state: StackState, timeout_s: float = 2.0) -> dict[str, bool]:
-    """Health of every service: its process is alive and its health URL answers 200."""
+    """Health of every service: its process is alive and its health URL answers 200
+    (postgres: its postmaster.pid says ready)."""
     return {
-        name: _process(info) is not None and check_health(info.health_url, timeout_s)
+        name: _process(info) is not None
+        and (
+            postgres.ready(state.state_dir)
+            if name == "postgres"
+            else check_health(info.health_url, timeout_s)
+        )
         for name, info in state.services.items()
     }
 
@@ -232,6 +244,7 @@ def _write_state(state: StackState) -> None:
         "ports": state.ports,
         "namespace": state.namespace,
         "task_queue": state.task_queue,
+        "otlp_endpoint": state.otlp_endpoint,
         "started_at_s": state.started_at_s,
         "owner": state.owner,
         "services": {
@@ -269,6 +282,7 @@ def _read_state(state_dir: Path) -> StackState | None:
             namespace=doc["namespace"],
             task_queue=doc["task_queue"],
             owner=dict(doc.get("owner") or {}),
+            otlp_endpoint=doc.get("otlp_endpoint"),
         )
     except (AttributeError, KeyError, TypeError) as exc:
         raise StackError(
@@ -308,7 +322,10 @@ def _log_tail(path: Path, lines: int = 3, max_chars: int = 400) -> str:
 
 
 def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
-             tuning: Mapping[str, Mapping[str, object]]) -> list[str]:  # fmt: skip
+             tuning: Mapping[str, Mapping[str, object]], otlp_endpoint: str = "",
+             ) -> list[str]:  # fmt: skip
+    if name == "postgres":
+        return postgres.command(state_dir)
     if name == "temporal":
         return [
             str(temporal_binary()), "server", "start-dev",
@@ -328,6 +345,7 @@ def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
         "--workflow-url", service_url("workflow", host, ports),
         "--temporal-address", service_url("temporal", host, ports),
         "--namespace", NAMESPACE, "--task-queue", TASK_QUEUE,
+        "--otlp-endpoint", otlp_endpoint, "--postgres-dsn", postgres.dsn(state_dir),
     ]  # fmt: skip
 
 
@@ -342,7 +360,11 @@ def _child_env() -> dict[str, str]:
 def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: Path,
            tie_to_parent: bool) -> tuple[subprocess.Popen[bytes], ServiceInfo]:  # fmt: skip
     log_path = state_dir / "logs" / f"{name}.log"
-    cmd = _command(name, config.host, ports, state_dir, config.tuning)
+    cmd = _command(name, config.host, ports, state_dir, config.tuning, config.otlp_endpoint or "")
+    identity: dict[str, Any] = {}
+    if name == "postgres":
+        postgres.prepare(state_dir)
+        identity = postgres.process_identity()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -353,18 +375,20 @@ def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: 
             cwd=state_dir,
             env=_child_env(),
             preexec_fn=die_with_parent() if tie_to_parent else None,
+            **identity,
         )
     try:
         create_time_s = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         create_time_s = 0.0
+    database = name == "postgres"  # a Unix socket, no TCP port, no health URL
     info = ServiceInfo(
         name=name,
         pid=proc.pid,
-        url=service_url(name, config.host, ports),
-        health_url=health_url(name, config.host, ports),
+        url=postgres.dsn(state_dir) if database else service_url(name, config.host, ports),
+        health_url="" if database else health_url(name, config.host, ports),
         log_path=log_path,
-        port=ports[name],
+        port=0 if database else ports[name],
         create_time_s=create_time_s,
     )
     return proc, info
@@ -397,6 +421,17 @@ def _wait_temporal(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: f
         if helper.poll() is None:
             helper.kill()
             helper.wait()
+
+
+def _wait_postgres(
+    proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float, state_dir: Path
+) -> None:
+    while not postgres.ready(state_dir):
+        if proc.poll() is not None:
+            raise _start_failed(info, f"exited with code {proc.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise _start_failed(info, "did not become ready in time")
+        time.sleep(0.05)
 
 
 def _wait_http(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float) -> None:
@@ -452,7 +487,15 @@ def up(
         "pid": me.pid,
         "create_time_s": me.create_time(),
     }
-    state = StackState({}, state_dir, config.host, ports, time.time(), owner=owner)
+    state = StackState(
+        {},
+        state_dir,
+        config.host,
+        ports,
+        time.time(),
+        owner=owner,
+        otlp_endpoint=config.otlp_endpoint or None,
+    )
     try:
         for name in SERVICES:
             t0 = time.monotonic()
@@ -461,6 +504,8 @@ def up(
             _write_state(state)
             if name == "temporal":
                 _wait_temporal(proc, info, deadline)
+            elif name == "postgres":
+                _wait_postgres(proc, info, deadline, state_dir)
             else:
                 _wait_http(proc, info, deadline)
             say(f"starting {name} ... ready in {time.monotonic() - t0:.1f} s")
@@ -480,7 +525,8 @@ def _stop(infos: Iterable[ServiceInfo], timeout_s: float) -> list[str]:
     """SIGTERM each live service's process group, SIGKILL what outlives the timeout."""
     live = [(info, proc) for info in infos if (proc := _process(info)) is not None]
     for info, _proc in reversed(live):
-        _signal_group(info.pid, signal.SIGTERM)
+        # PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown.
+        _signal_group(info.pid, signal.SIGINT if info.name == "postgres" else signal.SIGTERM)
     _gone, alive = psutil.wait_procs([p for _i, p in live], timeout=timeout_s)
     for proc in alive:
         _signal_group(proc.pid, signal.SIGKILL)

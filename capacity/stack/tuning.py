@@ -30,7 +30,7 @@ COMMON_KNOBS = (
 )
 SERVICE_KNOBS: dict[str, tuple[str, ...]] = {
     "gateway": ("graphql_error_rate",),
-    "master-data": (),
+    "master-data": ("db_delay_dist", "db_delay_ms", "db_delay_sigma"),
     "rules-engine": ("wrong_outcome_rate",),
     "workflow": ("workflow_failure_rate",),
 }
@@ -61,6 +61,9 @@ class Tuning:
     graphql_error_rate: float = 0.0
     wrong_outcome_rate: float = 0.0
     workflow_failure_rate: float = 0.0
+    db_delay_dist: str = "none"
+    db_delay_ms: float = 0.0
+    db_delay_sigma: float = 0.5
 
     def as_dict(self, service: str) -> dict[str, object]:
         """The knobs that apply to `service`, as JSON-able values."""
@@ -173,8 +176,22 @@ def sample_latency_ms(tuning: Tuning, rng: random.Random) -> float:
     Median rather than mean so "lognormal 2 ms" and "exponential 2 ms" put half of the requests
     below 2 ms, which is what people read off a percentile chart.
     """
-    median_ms = tuning.latency_ms
-    dist = tuning.latency_dist
+    return sample_ms(tuning.latency_dist, tuning.latency_ms, tuning.latency_sigma, rng) * (
+        tuning.slowdown
+    )
+
+
+def sample_db_delay_ms(tuning: Tuning, rng: random.Random) -> float:
+    """One draw of master-data's injected database delay in ms (per SQL statement).
+
+    The same distributions as `latency_dist`, `db_delay_ms` their median; `slowdown` does not
+    apply (it slows the service, this slows its database).
+    """
+    return sample_ms(tuning.db_delay_dist, tuning.db_delay_ms, tuning.db_delay_sigma, rng)
+
+
+def sample_ms(dist: str, median_ms: float, sigma: float, rng: random.Random) -> float:
+    """One draw in ms of distribution `dist` with median `median_ms` (lognormal shape `sigma`)."""
     if dist == "none" or median_ms <= 0:
         return 0.0
     if dist == "fixed":
@@ -182,12 +199,12 @@ def sample_latency_ms(tuning: Tuning, rng: random.Random) -> float:
     elif dist == "uniform":
         value_ms = rng.uniform(0.0, 2.0 * median_ms)
     elif dist == "lognormal":
-        value_ms = rng.lognormvariate(math.log(median_ms), tuning.latency_sigma)
+        value_ms = rng.lognormvariate(math.log(median_ms), sigma)
     elif dist == "exponential":
         value_ms = rng.expovariate(math.log(2.0) / median_ms)
     else:
-        raise TuningError("latency_dist", f"unknown latency_dist {dist!r}")
-    return value_ms * tuning.slowdown
+        raise TuningError("latency_dist", f"unknown distribution {dist!r}")
+    return value_ms
 
 
 def cpu_budget_ms(tuning: Tuning) -> float:

@@ -21,6 +21,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from capacity.stack import telemetry
 from capacity.stack.activities import ErpActivities
 from capacity.stack.httpkit import RUNTIME_KEY, create_app, error_response, json_response, read_json
 from capacity.stack.tuning import Tuning
@@ -57,7 +58,11 @@ async def connect(settings: WorkflowSettings) -> Client:
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
-            return await Client.connect(settings.temporal_address, namespace=settings.namespace)
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.namespace,
+                interceptors=telemetry.temporal_interceptors(),
+            )
         except RuntimeError:
             if time.monotonic() > deadline:
                 raise
@@ -71,7 +76,9 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     client = await connect(settings)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=10)
+        connector=aiohttp.TCPConnector(limit=200),
+        timeout=aiohttp.ClientTimeout(total=10),
+        trace_configs=telemetry.client_trace_configs(),
     )
     acts = ErpActivities(
         session, settings.master_data_url, settings.rules_engine_url, app[RUNTIME_KEY]
