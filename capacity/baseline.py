@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from capacity.analysis.drift import RunContext
 from capacity.analysis.gate import (
     DEFAULT_OPERATION_REFERENCE,
     DEFAULT_SERVICE_REFERENCE,
@@ -146,6 +147,35 @@ def run_metrics_from_summary(data: Any, path: str) -> RunMetrics:
         scenario=data["scenario"],
         operations=tables["operations"],
         services=tables["resources"],
+        context=run_context(data),
+    )
+
+
+def run_context(data: Mapping[str, Any]) -> RunContext:
+    """When and on what machine load a run ran, from its summary (older summaries: unknown)."""
+    order = None
+    started = data.get("started_at")
+    if isinstance(started, str):
+        try:
+            order = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            order = None
+    repeat: Mapping[str, Any] = data.get("repeat") or {}
+    if not isinstance(repeat, dict):
+        repeat = {}
+    pair = None
+    if repeat.get("side") and repeat.get("group") is not None:
+        pair = f"{repeat['group']}#{repeat.get('index')}"
+    env: Mapping[str, Any] = data.get("environment") or {}
+    if not isinstance(env, dict):
+        env = {}
+    busy = env.get("host_busy_fraction")
+    return RunContext(
+        run_id=str(data["run_id"]),
+        order_s=order,
+        pair=pair,
+        host_busy=float(busy) if isinstance(busy, int | float) else None,
+        contended=bool(env.get("contended")),
     )
 
 
@@ -196,11 +226,13 @@ def reference_from_runs(
         tables[kind] = table
     if problems:
         raise ConfigError("runs disagree, cannot record a reference: " + "; ".join(problems))
+    contexts = tuple(run.context for run in runs if run.context is not None)
     return Reference(
         scenario=runs[0].scenario,
         run_ids=tuple(run.run_id for run in runs),
         operations=tables["operation"],
         services=tables["service"],
+        contexts=contexts if len(contexts) == len(runs) else (),
     )
 
 
@@ -276,7 +308,7 @@ def _parse_reference(raw: Mapping[str, Any], where: str) -> Reference:
         raise ConfigError(f"{where}: key 'reference.scenario' is missing or not a string")
     if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise ConfigError(f"{where}: key 'reference.run_ids' must be a non-empty list of strings")
-    unknown = set(raw) - {"scenario", "run_ids", "operations", "services"}
+    unknown = set(raw) - {"scenario", "run_ids", "operations", "services", "runs"}
     if unknown:
         raise ConfigError(f"{where}: unknown key 'reference.{sorted(unknown)[0]}'")
     tables: dict[str, dict[str, dict[str, tuple[float, ...]]]] = {}
@@ -316,7 +348,34 @@ def _parse_reference(raw: Mapping[str, Any], where: str) -> Reference:
         run_ids=tuple(run_ids),
         operations=tables["operation"],
         services=tables["service"],
+        contexts=_parse_contexts(raw.get("runs"), run_ids, where),
     )
+
+
+def _parse_contexts(raw: Any, run_ids: list[str], where: str) -> tuple[RunContext, ...]:
+    """`reference.runs`: per reference run, when it ran and on what machine load (optional:
+    baselines saved before it lack it, and their comparisons simply are not paired)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) != len(run_ids):
+        raise ConfigError(f"{where}: key 'reference.runs' must list one table per reference run")
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or entry.get("run_id") != run_ids[i]:
+            raise ConfigError(f"{where}: key 'reference.runs[{i}]' does not match run_ids[{i}]")
+        try:
+            out.append(
+                RunContext(
+                    run_id=run_ids[i],
+                    order_s=_number(entry.get("order_s"), f"{where}: reference.runs[{i}]"),
+                    pair=str(entry["pair"]) if entry.get("pair") is not None else None,
+                    host_busy=_number(entry.get("host_busy"), f"{where}: reference.runs[{i}]"),
+                    contended=bool(entry.get("contended", False)),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: key 'reference.runs[{i}]': {exc}") from None
+    return tuple(out)
 
 
 def parse_baseline(data: Mapping[str, Any], where: str) -> Baseline:
@@ -391,6 +450,8 @@ def _scalar(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table (inside a list: reference.runs)
+        return "{" + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot store {type(value).__name__} in TOML")
 
 
@@ -436,6 +497,8 @@ def baseline_document(baseline: Baseline) -> dict[str, Any]:
     if baseline.reference is not None:
         ref = baseline.reference
         reference: dict[str, Any] = {"scenario": ref.scenario, "run_ids": list(ref.run_ids)}
+        if ref.contexts:
+            reference["runs"] = [c.to_json() for c in ref.contexts]
         for kind in KINDS:
             targets = ref.targets(kind)
             if targets:

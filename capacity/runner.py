@@ -49,6 +49,8 @@ class RunOptions:
     workers: int = 0
     time_scale: float = 1.0
     share_stack: bool = False
+    repeat: dict[str, Any] | None = None  # {group, index, of, side}: a run of a repeat series
+    reset: str | None = None  # what was reset before this run (stationary system under test)
 
     def absolute(self) -> RunOptions:
         """The same options with every path absolute: child processes run elsewhere."""
@@ -61,6 +63,8 @@ class RunOptions:
             workers=self.workers,
             time_scale=self.time_scale,
             share_stack=self.share_stack,
+            repeat=self.repeat,
+            reset=self.reset,
         )
 
 
@@ -443,6 +447,11 @@ def run_scenario(
     runfolder.check_reports_root(options.reports_root)
     receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
     owned = stack is None and scenario.targets.embedded_stack
+    if not owned and stack is not None and stack.state is not None and scenario.stack_tuning:
+        # A stack held for a series of runs: each run sets its own scenario's knobs.
+        from capacity.stack.tuning import apply_tuning
+
+        apply_tuning(stack.state, scenario.stack_tuning)
     if owned:
         stack = EmbeddedStack(
             scenario, options.state_dir, say, share=options.share_stack, keep=options.keep_stack
@@ -461,6 +470,8 @@ def run_scenario(
                 "embedded": stack is not None,
                 "started_by_this_run": bool(stack and stack.started),
             },
+            **({"repeat": options.repeat} if options.repeat else {}),
+            **({"reset": options.reset} if options.reset else {}),
         )
         say(f"run folder: {run_dir}")
         if receiver is not None:

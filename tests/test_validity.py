@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from helpers import OperationSlo, summarize
 
+from capacity.analysis.resources import digest_resources
 from capacity.analysis.validity import (
     arrival_reasons,
     arrival_totals,
     is_load_generator,
-    load_generator_cpu,
     saturation_reasons,
 )
 from capacity.recorder import INTENDED_START_KEY, SliceRecorder
@@ -97,7 +97,9 @@ def test_load_generator_at_the_limit_is_still_valid() -> None:
     assert s["verdict"] == "pass" and s["reasons"] == []
     # samples outside the run do not count
     late = resources({"locust": [1.0] * 5}, t0=2000.0)
-    assert load_generator_cpu(late, 1000.0, 1020.0) == {}
+    digest = digest_resources([late], steady_start_s=1000.0, load_start_s=1000.0, end_s=1020.0,
+                              chart_bucket_s=1.0)  # fmt: skip
+    assert digest.load_generators == {}
     assert saturation_reasons({}) == []
 
 

@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from capacity.analysis import drift
+from capacity.analysis.drift import RunContext
 from capacity.errors import exit_code_for
 from capacity.slos import MIN_SAMPLES, OPERATION_METRICS, SERVICE_METRICS, SloSpec, applicable
 
@@ -106,6 +108,7 @@ class RunMetrics:
     scenario: str
     operations: Mapping[str, Mapping[str, float | None]]
     services: Mapping[str, Mapping[str, float | None]]
+    context: RunContext | None = None
 
     def targets(self, kind: TargetKind) -> Mapping[str, Mapping[str, float | None]]:
         return self.operations if kind == "operation" else self.services
@@ -119,6 +122,7 @@ class Reference:
     run_ids: tuple[str, ...]
     operations: Mapping[str, Mapping[str, tuple[float, ...]]]
     services: Mapping[str, Mapping[str, tuple[float, ...]]]
+    contexts: tuple[RunContext, ...] = ()  # per reference run, in run_ids' order
 
     def targets(self, kind: TargetKind) -> Mapping[str, Mapping[str, tuple[float, ...]]]:
         return self.operations if kind == "operation" else self.services
@@ -164,6 +168,9 @@ class RelativeCheck:
     verdict: Verdict
     evidence: str
     notes: tuple[str, ...] = ()
+    threshold: float = 0.10
+    threshold_source: str = "default"
+    paired: bool = False
 
     @property
     def name(self) -> str:
@@ -286,8 +293,16 @@ def compare(
     baseline_values: Sequence[float],
     current_values: Sequence[float],
     config: GateConfig,
+    *,
+    threshold: float | None = None,
+    threshold_source: str = "default",
+    paired: bool = False,
 ) -> RelativeCheck:
-    """Judge one metric: regression needs significance AND a median shift above min effect."""
+    """Judge one metric: regression needs significance AND a median shift above min effect.
+
+    `threshold` replaces `config.min_effect` (a spread-calibrated minimum effect); `paired`
+    says the values are interleaved pairs, in the same order on both sides, and are tested
+    pair by pair (`capacity.analysis.drift`)."""
     if not baseline_values or not current_values:
         raise ValueError(f"{target} {metric}: need at least one value on each side")
     base = np.asarray(baseline_values, dtype=float)
@@ -295,17 +310,25 @@ def compare(
     seed = zlib.crc32(f"{config.seed}|{kind}|{target}|{metric}".encode())
     base_med, cur_med = float(np.median(base)), float(np.median(cur))
     change = relative_change(base_med, cur_med)
+    if paired and np.all(base > 0):  # the typical pair's change, not a change of medians
+        change = float(np.median(cur / base)) - 1.0
     ci_low, ci_high = bootstrap_change_ci(
         base, cur, config.confidence, config.bootstrap_resamples, seed
     )
-    p_greater = mann_whitney_p(base, cur, "greater")
-    p_less = mann_whitney_p(base, cur, "less")
+    if paired:
+        p_greater = drift.paired_p_greater(base, cur)
+        p_less = drift.paired_p_greater(cur, base)
+    else:
+        p_greater = mann_whitney_p(base, cur, "greater")
+        p_less = mann_whitney_p(base, cur, "less")
     floor = config.absolute_floor(metric)
     diff = cur_med - base_med
     n_base, n_cur = len(base), len(cur)
-    weak = min_attainable_p(n_base, n_cur) > config.alpha * (1 + 1e-9)
+    lowest_p = drift.min_paired_p(n_cur) if paired else min_attainable_p(n_base, n_cur)
+    weak = lowest_p > config.alpha * (1 + 1e-9)
     notes: list[str] = []
-    threshold = config.weak_min_effect if weak else config.min_effect
+    min_effect = config.min_effect if threshold is None else threshold
+    threshold = max(config.weak_min_effect, min_effect) if weak else min_effect
     big_up = change > threshold and diff > floor
     big_down = change < -threshold and -diff > floor
     significant_up = p_greater <= config.alpha * (1 + 1e-9)
@@ -336,7 +359,8 @@ def compare(
         notes.append(f"noisy: the CI reaches {format_change(ci_high)}")
     evidence = (
         f"{format_change(change)} [CI {format_change(ci_low)}, {format_change(ci_high)}], "
-        f"p={p_greater:.3g}"
+        f"p={p_greater:.3g}{' (paired)' if paired else ''}; threshold {threshold:.0%} "
+        f"({threshold_source})"
     )
     if notes:
         evidence += "; " + "; ".join(notes)
@@ -357,6 +381,9 @@ def compare(
         verdict=verdict,
         evidence=evidence,
         notes=tuple(notes),
+        threshold=threshold,
+        threshold_source=threshold_source,
+        paired=paired,
     )
 
 
@@ -481,18 +508,45 @@ def compare_to_reference(
     missing = missing_reference_data(reference, runs)
     if missing:
         raise ValueError("missing reference data: " + "; ".join(missing))
+    ref_ctx = reference.contexts
+    cur_ctx = tuple(run.context for run in runs if run.context is not None)
+    known = len(ref_ctx) == len(reference.run_ids) and len(cur_ctx) == len(runs)
+    pairs = drift.paired(ref_ctx, cur_ctx) if known else None
+    crowded = drift.contention(ref_ctx, cur_ctx) if known else None
     checks: list[RelativeCheck] = []
     for kind in KINDS:
         for target, metrics in sorted(reference.targets(kind).items()):
             for metric, baseline_values in metrics.items():
                 current = [metric_value(run, kind, target, metric) or 0.0 for run in runs]
-                check = compare(kind, target, metric, baseline_values, current, config)
-                too_few = _too_few_samples(metric, kind, target, runs)
-                if too_few and check.verdict != Verdict.PASS:
+                base, cur = list(baseline_values), current
+                if pairs is not None:
+                    base, cur = [base[i] for i, _ in pairs], [cur[j] for _, j in pairs]
+                if pairs is None:
+                    threshold, source = drift.min_effect_for(baseline_values, config.min_effect)
+                else:  # drift cancels pair by pair: the reference's spread is not the noise
+                    threshold, source = config.min_effect, "default, paired runs"
+                check = compare(
+                    kind, target, metric, base, cur, config,
+                    threshold=threshold, threshold_source=source, paired=pairs is not None,
+                )  # fmt: skip
+                reasons = []
+                if too_few := _too_few_samples(metric, kind, target, runs):
+                    reasons.append(f"not judged: {too_few}")
+                if known and pairs is None:  # paired runs: a shared drift cancels
+                    for side, values, ctx in (
+                        ("reference", baseline_values, ref_ctx),
+                        ("current", current, cur_ctx),
+                    ):
+                        moved = drift.trend(values, [c.order_s for c in ctx], config.alpha)
+                        if moved:
+                            reasons.append(f"the {side} runs {moved}")
+                if crowded:
+                    reasons.append(crowded)
+                if reasons and check.verdict not in (Verdict.PASS, Verdict.INCONCLUSIVE):
                     check = dataclasses.replace(
                         check,
                         verdict=Verdict.INCONCLUSIVE,
-                        evidence=f"not judged: {too_few}; {check.evidence}",
+                        evidence="; ".join(reasons) + f"; {check.evidence}",
                     )
                 checks.append(check)
     return tuple(checks)

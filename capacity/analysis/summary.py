@@ -16,23 +16,26 @@ because the latency from the actual send hides the stalls the load generator wai
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from capacity.analysis.resources import chart_bucket_s, digest_resources
 from capacity.analysis.validity import (
+    SATURATED_TIME_FRACTION,
     Reason,
     arrival_totals_add,
     arrival_totals_finish,
-    load_generator_cpu,
     run_reasons,
     trust_rows,
 )
 from capacity.analysis.wire_stats import ClientFigures, add_client_figures, overhead_warnings
-from capacity.runfolder.histograms import Counts, Sparse, decode_many, percentile_ms
+from capacity.runfolder.histograms import Counts, counts_len, decode_flat, percentile_ms
 from capacity.runfolder.meta import RunMeta
 from capacity.runfolder.summary import SUMMARY_SCHEMA
 from capacity.slos import check_run, verdict
@@ -63,6 +66,7 @@ def in_steady_state(record: Mapping[str, Any], steady_start_s: float) -> bool:
     return float(record["t_start_s"]) >= steady_start_s
 
 
+@functools.cache
 def operation_group(name: str) -> str:
     """The kind of an operation, for charts of like with like: `graphql`, `rules`, ..."""
     return name.split(" ", 1)[0] if " " in name else name
@@ -103,8 +107,9 @@ class Timeline:
         self._rows: list[dict[str, Any]] = []
         self._newest = -1
 
-    def add(self, record: Mapping[str, Any], decoded: Mapping[str, Sparse | None]) -> None:
-        """Add one slice record; `decoded` holds its operations' histograms, decoded once."""
+    def add(self, record: Mapping[str, Any]) -> int:
+        """Add one slice record's counts; returns its bucket key (histograms come through
+        `hist_of`, a batch at a time)."""
         key = int(float(record["t_end_s"]) // self.bucket_s)
         bucket = self._open.get(key)
         if bucket is None:
@@ -114,16 +119,28 @@ class Timeline:
             group = operation_group(name)
             bucket.count[group] += int(op.get("count", 0))
             bucket.failures[group] += int(op.get("failures", 0))
-            sparse = decoded.get(name)
-            if sparse is not None:
-                hist = bucket.hists.get(group)
-                if hist is None:
-                    hist = bucket.hists[group] = Counts()
-                hist.add_sparse(sparse)
-        if key > self._newest:
-            self._newest = key
-            for old in [k for k in self._open if k < key - self.LAG_BUCKETS]:
-                self._finish(old)
+        return key
+
+    @property
+    def open_buckets(self) -> int:
+        return len(self._open)
+
+    def hist_of(self, key: int, group: str) -> Counts:
+        bucket = self._open.get(key)
+        if bucket is None:  # a late record for a finished bucket: counted into a new one
+            bucket = self._open[key] = _Bucket()
+        hist = bucket.hists.get(group)
+        if hist is None:
+            hist = bucket.hists[group] = Counts()
+        return hist
+
+    def finish_before(self, newest_key: int) -> None:
+        """Finish the buckets records have moved `LAG_BUCKETS` past."""
+        if newest_key <= self._newest:
+            return
+        self._newest = newest_key
+        for old in [k for k in self._open if k < newest_key - self.LAG_BUCKETS]:
+            self._finish(old)
 
     def _finish(self, key: int) -> None:
         bucket = self._open.pop(key)
@@ -154,13 +171,6 @@ def timeline_bucket_s(meta: RunMeta) -> float:
     return max(meta.slice_s, duration_s / MAX_TIMELINE_POINTS)
 
 
-def decode_record(record: Mapping[str, Any]) -> dict[str, Sparse | None]:
-    """A slice's operation histograms, decoded in one pass (None: not in the recorder's
-    layout, decoded separately where needed)."""
-    names = [n for n, op in record["ops"].items() if op.get("hist")]
-    return dict(zip(names, decode_many([record["ops"][n]["hist"] for n in names]), strict=True))
-
-
 @dataclass
 class RunStats:
     """Everything one pass over the slices collects."""
@@ -175,16 +185,26 @@ class RunStats:
     timeline: pd.DataFrame
 
 
+BATCH_RECORDS = 256
+MAX_OPEN_BUCKETS = 16
+
+
 def collect(
     records: Iterable[Mapping[str, Any]], steady_start_s: float, bucket_s: float
 ) -> RunStats:
-    """One pass over slice records: per-operation totals and histograms, timeline, workers."""
+    """One pass over slice records: per-operation totals and histograms, timeline, workers.
+
+    Histograms are decoded and added a batch of records at a time (`_Batch`): one numpy pass
+    per batch instead of several per histogram, which is what makes a 24-hour run's report
+    take seconds rather than minutes.
+    """
     ops: dict[str, _Op] = {}
     first = last = steady_first = None
     client = ClientFigures()
     arrival: dict[str, int] | None = None
     workers: dict[str, dict[str, Any]] = {}
     timeline = Timeline(bucket_s)
+    batch = _Batch()
     for record in records:
         t0, t1 = float(record["t_start_s"]), float(record["t_end_s"])
         first = t0 if first is None else min(first, t0)
@@ -192,8 +212,7 @@ def collect(
         steady = in_steady_state(record, steady_start_s)
         if steady:
             steady_first = t0 if steady_first is None else min(steady_first, t0)
-        decoded = decode_record(record)
-        timeline.add(record, decoded)
+        key = timeline.add(record)
         w = workers.setdefault(
             str(record.get("worker", "")), {"requests": 0, "last_slice_end_s": 0.0, "lost": False}
         )
@@ -206,17 +225,17 @@ def collect(
             w["requests"] += count
             op.count_all += count
             op.failures_all += failures
+            text = raw.get("hist")
+            if text:
+                batch.add(text, op.hist if steady else None, (key, operation_group(name)))
             if not steady:
                 continue
             op.count += count
             op.failures += failures
             op.partial += int(raw.get("partial", 0))
-            op.errors.update({str(k): int(v) for k, v in raw.get("errors", {}).items()})
-            sparse = decoded.get(name)
-            if sparse is not None:
-                op.hist.add_sparse(sparse)
-            elif raw.get("hist"):
-                op.hist.add_encoded(raw["hist"])  # another tool's layout: the slow way
+            errors = raw.get("errors")
+            if errors:
+                op.errors.update({str(k): int(v) for k, v in errors.items()})
             if raw.get("hist_intended"):
                 if op.intended is None:
                     op.intended = Counts()
@@ -224,6 +243,11 @@ def collect(
         if steady:
             arrival = arrival_totals_add(arrival, record.get("arrival"))
             client.add_record(record)
+        # A batch ends after BATCH_RECORDS records, or sooner when it spans many chart buckets
+        # (short slices): each open bucket holds a dense histogram per kind of operation.
+        if batch.records_seen(key) >= BATCH_RECORDS or timeline.open_buckets > MAX_OPEN_BUCKETS:
+            batch.flush(timeline)
+    batch.flush(timeline)
     return RunStats(
         ops,
         first,
@@ -234,6 +258,83 @@ def collect(
         workers,
         timeline.frame(),
     )
+
+
+class _Batch:
+    """Encoded histograms waiting to be decoded together, with where each one goes: an
+    operation's steady-state total (or nowhere) and a timeline bucket of its kind."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.totals: list[Counts | None] = []
+        self.slots: list[tuple[int, str]] = []
+        self.records = 0
+        self.newest_key = -1
+
+    def add(self, text: str, total: Counts | None, slot: tuple[int, str]) -> None:
+        self.texts.append(text)
+        self.totals.append(total)
+        self.slots.append(slot)
+
+    def records_seen(self, key: int) -> int:
+        self.records += 1
+        self.newest_key = max(self.newest_key, key)
+        return self.records
+
+    def flush(self, timeline: Timeline) -> None:
+        if self.texts:
+            owner, index, values, foreign = decode_flat(self.texts)
+            total_of, totals = _numbered(self.totals)
+            slot_of, slots = _numbered(self.slots)
+            buckets = [timeline.hist_of(key, group) for key, group in slots]
+            _scatter(total_of[owner], index, values, totals)
+            _scatter(slot_of[owner], index, values, buckets)
+            for i in foreign:  # another tool's layout: the slow way, one at a time
+                extra = Counts.decode(self.texts[i])
+                if total_of[i] >= 0:
+                    totals[total_of[i]].add(extra)
+                buckets[slot_of[i]].add(extra)
+        timeline.finish_before(self.newest_key)
+        self.texts, self.totals, self.slots, self.records = [], [], [], 0
+
+
+def _numbered(items: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Each item's number among the distinct ones (-1 for None), and the distinct items."""
+    numbers: dict[Any, int] = {}
+    distinct: list[Any] = []
+    out = []
+    for item in items:
+        if item is None:
+            out.append(-1)
+            continue
+        key = id(item) if isinstance(item, Counts) else item
+        number = numbers.get(key)
+        if number is None:
+            number = numbers[key] = len(distinct)
+            distinct.append(item)
+        out.append(number)
+    return np.asarray(out, dtype=np.int64), distinct
+
+
+SCATTER_TARGETS = 16  # histograms filled per bincount: bounds its dense scratch to ~3 MB
+
+
+def _scatter(ids: np.ndarray, index: np.ndarray, values: np.ndarray, targets: list[Counts]) -> None:
+    """Add each decoded count (bucket `index`, `values`) to the histogram `targets[ids]`;
+    id -1 adds nowhere."""
+    width = counts_len()
+    for low in range(0, len(targets), SCATTER_TARGETS):
+        chunk = targets[low : low + SCATTER_TARGETS]
+        keep = (ids >= low) & (ids < low + len(chunk))
+        if not keep.any():
+            continue
+        flat = np.bincount(
+            (ids[keep] - low) * width + index[keep],
+            weights=values[keep],
+            minlength=len(chunk) * width,
+        )
+        for target, row in zip(chunk, flat.reshape(len(chunk), width), strict=True):
+            target.counts += row.astype(np.int64)
 
 
 def operation_entry(op: _Op, duration_s: float) -> dict[str, Any]:
@@ -265,29 +366,6 @@ def operation_entry(op: _Op, duration_s: float) -> dict[str, Any]:
     return entry
 
 
-def resource_stats(resources: pd.DataFrame | None, window: RunWindow) -> dict[str, dict[str, Any]]:
-    """Per-target CPU (cores) and memory (MB) over the steady-state window."""
-    if resources is None or resources.empty:
-        return {}
-    frame = resources[resources["ts_unix_s"] >= window.steady_start_s]
-    frame = frame[frame["ts_unix_s"] <= window.end_s + 1.0]
-    if frame.empty:
-        frame = resources
-    out: dict[str, dict[str, Any]] = {}
-    for target, rows in frame.groupby("target", sort=True):
-        cpu = pd.to_numeric(rows["cpu_cores"], errors="coerce").dropna()
-        mem = pd.to_numeric(rows["mem_mb"], errors="coerce").dropna()
-        out[str(target)] = {
-            "source": str(rows["source"].iloc[0]),
-            "cpu_cores_mean": round(float(cpu.mean()), 4) if len(cpu) else None,
-            "cpu_cores_max": round(float(cpu.max()), 4) if len(cpu) else None,
-            "mem_mb_mean": round(float(mem.mean()), 2) if len(mem) else None,
-            "mem_mb_max": round(float(mem.max()), 2) if len(mem) else None,
-            "samples": int(len(rows)),
-        }
-    return out
-
-
 @dataclass(frozen=True)
 class Analysis:
     """A run analysed: the summary.json document and the timeline for charts."""
@@ -295,11 +373,15 @@ class Analysis:
     summary: dict[str, Any]
     timeline: pd.DataFrame
     window: RunWindow
+    resources_chart: pd.DataFrame | None = None
+
+
+ResourceChunks = Callable[[], Iterable[pd.DataFrame]]
 
 
 def summarize(
     records: Iterable[Mapping[str, Any]],
-    resources: pd.DataFrame | None,
+    resources: pd.DataFrame | ResourceChunks | None,
     meta: RunMeta,
     *,
     extra_reasons: Sequence[Reason] = (),
@@ -308,8 +390,10 @@ def summarize(
 ) -> Analysis:
     """Analyse one run from its slice records (a stream), resources and run.json.
 
-    `first_start_s` (the earliest slice start) is needed only when run.json lacks
-    `load_started_at` (run folders from before it was recorded).
+    `resources` is a frame, or a function giving resources.csv in chunks (read after the
+    slices, once the window is known, and never held whole). `first_start_s` (the earliest
+    slice start) is needed only when run.json lacks `load_started_at` (run folders from
+    before it was recorded).
     """
     load_start = meta.load_started_at if meta.load_started_at is not None else first_start_s
     # no sample of the warm-up counts (see in_steady_state); with none, every slice counts
@@ -329,7 +413,15 @@ def summarize(
         for name in sorted(stats.ops)
     }
     add_client_figures(operations, stats.client)
-    res = resource_stats(resources, window)
+    digest = digest_resources(
+        _chunks(resources),
+        steady_start_s=window.steady_start_s,
+        load_start_s=window.load_start_s,
+        end_s=window.end_s,
+        chart_bucket_s=chart_bucket_s(meta.load.duration_s, meta.slice_s),
+        host_cores=meta.host_cores,
+    )
+    res = digest.stats
     # --- traces: where the time goes, span SLOs (capacity.traces.analysis) ---
     traced = traces_summary(
         spans,
@@ -342,7 +434,7 @@ def summarize(
     rows = check_run(meta.slos, operations, res, traced.targets) + traced.rows
     # --- end traces ---
     partial = meta.status != "complete"
-    load_generators = load_generator_cpu(resources, window.load_start_s, window.end_s)
+    load_generators = digest.load_generators
     for worker in meta.lost_workers:
         entry = stats.workers.setdefault(
             worker, {"requests": 0, "last_slice_end_s": None, "lost": True}
@@ -361,6 +453,9 @@ def summarize(
         + [Reason(text) for text in traced.reasons]
         + list(extra_reasons)
     )
+    # A saturated machine is marked, not a reason: the gate will not compare such runs as
+    # regressions, while one run's verdict stays about its SLOs.
+    machine = environment(meta, res, digest.host_saturated_fraction)
     rows = trust_rows(rows, reasons)
     texts = list(dict.fromkeys(r.text for r in reasons))
     summary = {
@@ -384,6 +479,8 @@ def summarize(
         "arrival": stats.arrival,
         "workers": stats.workers,
         "schema_source": meta.get("schema_source"),
+        "environment": machine,
+        "repeat": meta.get("repeat"),
         "outages": [
             {**o, "to_s": o.get("to_s") if o.get("to_s") is not None else window.end_s}
             for o in meta.get("outages") or []
@@ -391,4 +488,29 @@ def summarize(
         ],
         "traces": traced.section,
     }
-    return Analysis(summary, stats.timeline, window)
+    return Analysis(summary, stats.timeline, window, digest.chart)
+
+
+def environment(
+    meta: RunMeta, resources: Mapping[str, Mapping[str, Any]], saturated: float | None
+) -> dict[str, Any]:
+    """The machine during the steady state: how busy it was (the gate compares like with
+    like), and whether it was saturated (`contended`: the figures include other work)."""
+    host = resources.get("host", {})
+    busy = None
+    if meta.host_cores and host.get("cpu_cores_mean") is not None:
+        busy = round(float(host["cpu_cores_mean"]) / meta.host_cores, 4)
+    return {
+        "host_cores": meta.host_cores,
+        "host_busy_fraction": busy,
+        "host_saturated_fraction": saturated,
+        "contended": bool(saturated is not None and saturated > SATURATED_TIME_FRACTION),
+    }
+
+
+def _chunks(resources: pd.DataFrame | ResourceChunks | None) -> Iterable[pd.DataFrame]:
+    if resources is None:
+        return ()
+    if isinstance(resources, pd.DataFrame):
+        return (resources,)
+    return resources()

@@ -20,8 +20,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import pandas as pd
-
 from capacity.runfolder.meta import RunMeta
 from capacity.slos import MIN_SAMPLES
 
@@ -43,37 +41,6 @@ class Reason:
 def is_load_generator(source: str, target: str) -> bool:
     """A resources.csv row about a Locust process (`locust`, `locust-master`, `locust-worker-N`)."""
     return source == "process" and LOAD_GENERATOR_TARGET.match(target) is not None
-
-
-def load_generator_cpu(
-    resources: pd.DataFrame | None, start_s: float, end_s: float
-) -> dict[str, dict[str, Any]]:
-    """Per Locust process over [start_s, end_s]: CPU samples, their max, and the fraction of
-    samples above `SATURATED_CORE_FRACTION` of a core (samples are evenly spaced, so this is
-    the fraction of the run's time)."""
-    if resources is None or resources.empty:
-        return {}
-    rows = resources[
-        [
-            is_load_generator(str(s), str(t))
-            for s, t in zip(resources["source"], resources["target"], strict=True)
-        ]
-    ]
-    ts = pd.to_numeric(rows["ts_unix_s"], errors="coerce")
-    rows = rows[(ts >= start_s) & (ts <= end_s + 1.0)]
-    out: dict[str, dict[str, Any]] = {}
-    for target, group in rows.groupby("target", sort=True):
-        cpu = pd.to_numeric(group["cpu_cores"], errors="coerce").dropna()
-        if cpu.empty:
-            continue
-        above = int((cpu > SATURATED_CORE_FRACTION).sum())
-        out[str(target)] = {
-            "cpu_cores_max": round(float(cpu.max()), 4),
-            "cpu_cores_mean": round(float(cpu.mean()), 4),
-            "samples": int(len(cpu)),
-            "saturated_fraction": round(above / len(cpu), 4),
-        }
-    return out
 
 
 def saturation_reasons(load_generators: Mapping[str, Mapping[str, Any]]) -> list[Reason]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,22 @@ def run(args: argparse.Namespace) -> int:
     if len(plan) == 1:
         return _one_run(args, args.scenario, None)
     codes: list[int] = []
+    group = uuid.uuid4().hex[:12]
+    keep_state = load_scenario(plan[0], time_scale=args.time_scale or 1.0).stack_keep_state
     with _shared_stack(args, plan) as stack:
         for i, scenario in enumerate(plan, start=1):
             say(f"run {i} of {len(plan)}: {scenario}")
-            codes.append(_one_run(args, scenario, stack))
+            repeat: dict[str, Any] = {
+                "group": group,
+                "index": (i - 1) // (len(plan) // args.repeat),
+            }
+            repeat["of"] = args.repeat
+            if args.interleave is not None:
+                repeat["side"] = "A" if i % 2 else "B"
+            reset = None
+            if stack is not None and i > 1:
+                reset = "not reset: [stack] keep_state = true" if keep_state else stack.reset()
+            codes.append(_one_run(args, scenario, stack, repeat=repeat, reset=reset))
     return worst_exit(codes)
 
 
@@ -169,7 +182,14 @@ def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[Embedd
         yield stack
 
 
-def _one_run(args: argparse.Namespace, scenario: Path, stack: EmbeddedStack | None) -> int:
+def _one_run(
+    args: argparse.Namespace,
+    scenario: Path,
+    stack: EmbeddedStack | None,
+    *,
+    repeat: dict[str, Any] | None = None,
+    reset: str | None = None,
+) -> int:
     options = RunOptions(
         scenario_path=scenario,
         reports_root=args.reports,
@@ -178,6 +198,8 @@ def _one_run(args: argparse.Namespace, scenario: Path, stack: EmbeddedStack | No
         workers=args.workers,
         time_scale=args.time_scale or 1.0,
         share_stack=args.share_stack,
+        repeat=repeat,
+        reset=reset,
     )
     result = run_scenario(options, say, stack=stack)
     summary = result.summary

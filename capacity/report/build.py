@@ -9,6 +9,7 @@ folder renders the same everywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,18 @@ def _first_start_s(reader: runfolder.SliceReader) -> float | None:
 
 def analyse_run(run_dir: Path) -> tuple[runfolder.RunMeta, Analysis, pd.DataFrame | None]:
     """Read a run folder and make its summary (no sweep, nothing written)."""
-    from capacity.runfolder.resources import read_resources
+    from capacity.runfolder.resources import read_resources, resource_chunks
 
     folder = runfolder.RunFolder.open(run_dir)
     meta = folder.meta
     reader = runfolder.SliceReader(run_dir)
-    resources_path = run_dir / runfolder.RESOURCES
-    resources = read_resources(resources_path) if resources_path.exists() else None
+    path = run_dir / runfolder.RESOURCES
+    resources: pd.DataFrame | Callable[[], Iterator[pd.DataFrame]] | None = None
+    if path.exists():
+        # A staged run's sweep needs every sample per step (sweeps are short); any other run's
+        # resources are reduced as they are read, however long the run.
+        staged = meta.load.stage_count >= 2
+        resources = read_resources(path) if staged else (lambda: resource_chunks(path))
     first = _first_start_s(reader) if meta.load_started_at is None else None
     extra: list[Reason] = []
     analysis = summarize(
@@ -74,7 +80,8 @@ def analyse_run(run_dir: Path) -> tuple[runfolder.RunMeta, Analysis, pd.DataFram
             extra_reasons=[lost],
             spans=iter_spans(run_dir),
         )
-    return meta, analysis, resources
+    frame = resources if isinstance(resources, pd.DataFrame) else analysis.resources_chart
+    return meta, analysis, frame
 
 
 def load_run(

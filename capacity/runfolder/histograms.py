@@ -47,9 +47,11 @@ def new_histogram() -> HdrHistogram:
 
 
 def encode_histogram(hist: HdrHistogram) -> str:
-    """Base64 of hdrh's V2 text (base64 twice: the format of every run folder so far); empty
-    string for an empty histogram."""
-    return base64.b64encode(hist.encode()).decode("ascii") if hist.get_total_count() else ""
+    """The standard HdrHistogram V2 base64 text (`HISTF...`); empty for an empty histogram.
+
+    Run folders written before 2026-12 wrapped that text in base64 once more; readers take
+    both."""
+    return hist.encode().decode("ascii") if hist.get_total_count() else ""
 
 
 @functools.cache
@@ -181,9 +183,9 @@ def _add_encoded(out: np.ndarray, text: str) -> None:
 def _varint_payload(text: str) -> bytes | None:
     """The ZigZag LEB128 counts of one encoded histogram; None for another layout."""
     try:
-        raw = base64.b64decode(text, validate=True)
-        if raw[:4] == b"HIST":  # the recorder's text: base64 of hdrh's own base64 encoding
-            raw = base64.b64decode(raw, validate=True)
+        raw = binascii.a2b_base64(text)
+        if raw[:4] == b"HIST":  # older run folders: base64 of hdrh's own base64 text
+            raw = binascii.a2b_base64(raw)
         cookie, length = struct.unpack_from(">II", raw)
         if cookie & ~0xF0 != _COMPRESSION_COOKIE_BASE:
             raise HistogramError(f"not an HdrHistogram V2 encoding (cookie {cookie:#x})")
@@ -201,15 +203,18 @@ def _varint_payload(text: str) -> bytes | None:
     return payload[start : start + varint_len]
 
 
-def decode_many(texts: list[str]) -> list[Sparse | None]:
-    """Decode several encoded histograms at once (one numpy pass for all of them: a slice's
-    operations cost little more than one); None marks one of another layout."""
+def decode_flat(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """Decode many encoded histograms in one numpy pass: (text number, bucket index, count)
+    of every occupied bucket, and the numbers of texts in another layout (not decoded)."""
     payloads = [_varint_payload(t) if t else b"" for t in texts]
-    parts = [p for p in payloads if p]
-    if not parts:
-        return [None if p is None else _EMPTY for p in payloads]
-    data = np.frombuffer(b"".join(parts), dtype=np.uint8)
-    byte_ends = np.cumsum([len(p) for p in parts])
+    foreign = [i for i, p in enumerate(payloads) if p is None]
+    present = [i for i, p in enumerate(payloads) if p]
+    empty = np.zeros(0, dtype=np.int64)
+    if not present:
+        return empty, empty, empty, foreign
+    parts = [payloads[i] for i in present]
+    data = np.frombuffer(b"".join(parts), dtype=np.uint8)  # type: ignore[arg-type]
+    byte_ends = np.cumsum([len(p) for p in parts])  # type: ignore[arg-type]
     if (data[byte_ends - 1] & 0x80).any():
         raise HistogramError("corrupt histogram: truncated varint")
     values, value_ends = _zigzag_leb128(data)
@@ -222,12 +227,20 @@ def decode_many(texts: list[str]) -> list[Sparse | None]:
     index, values, segment = index[keep], values[keep], segment[keep]
     if len(index) and int(index.max()) >= counts_len():
         raise HistogramError("histogram counts run past the layout's range")
-    bounds = np.searchsorted(segment, np.arange(len(parts) + 1), side="left")
-    decoded = iter(
+    return np.asarray(present, dtype=np.int64)[segment], index, values, foreign
+
+
+def decode_many(texts: list[str]) -> list[Sparse | None]:
+    """Decode several encoded histograms at once; None marks one of another layout."""
+    owner, index, values, foreign = decode_flat(texts)
+    bounds = np.searchsorted(owner, np.arange(len(texts) + 1), side="left")
+    out: list[Sparse | None] = [
         (index[bounds[i] : bounds[i + 1]], values[bounds[i] : bounds[i + 1]])
-        for i in range(len(parts))
-    )
-    return [None if p is None else (next(decoded) if p else _EMPTY) for p in payloads]
+        for i in range(len(texts))
+    ]
+    for i in foreign:
+        out[i] = None
+    return out
 
 
 def _zigzag_leb128(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

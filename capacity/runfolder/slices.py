@@ -72,16 +72,17 @@ def valid_record(record: Any) -> bool:
     if record["t_end_s"] < record["t_start_s"] or not _number(record.get("users", 0)):
         return False
     ops = record.get("ops")
-    if not isinstance(ops, dict):
+    if type(ops) is not dict:
         return False
     for op in ops.values():
-        if not isinstance(op, dict):
+        if type(op) is not dict:
             return False
-        for key in ("count", "failures", "partial"):
-            value = op.get(key, 0)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                return False
-        if not isinstance(op.get("hist", ""), str) or not isinstance(op.get("errors", {}), dict):
+        count, failures, partial = op.get("count", 0), op.get("failures", 0), op.get("partial", 0)
+        if type(count) is not int or type(failures) is not int or type(partial) is not int:
+            return False
+        if count < 0 or failures < 0 or partial < 0:
+            return False
+        if type(op.get("hist", "")) is not str or type(op.get("errors", {})) is not dict:
             return False
     return True
 

@@ -39,7 +39,7 @@ from capacity.scenario.sections import (
     load_profile,
     load_resources,
     load_slos,
-    load_tuning,
+    load_stack,
     scale_durations,
 )
 from capacity.scenario.targets import check_allowed_hosts, load_targets, target_hosts
@@ -109,7 +109,7 @@ def load_scenario(path: str | Path, *, time_scale: float = 1.0) -> Scenario:
     if not users:
         raise root.error("users", "at least one user class is required")
     slos = load_slos(root.sub("slos"))
-    tuning = load_tuning(root.sub("stack"))
+    tuning, keep_state = load_stack(root.sub("stack"))
     resources = load_resources(root.sub("resources"))
     traces = load_traces(root.sub("traces"))
     root.finish()
@@ -125,6 +125,7 @@ def load_scenario(path: str | Path, *, time_scale: float = 1.0) -> Scenario:
         data=data,
         slos=slos,
         stack_tuning=tuning,
+        stack_keep_state=keep_state,
         resources=resources,
         time_scale=time_scale,
         traces=traces,

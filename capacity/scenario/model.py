@@ -259,6 +259,7 @@ class Scenario:
     data: Mapping[str, DataPool] = field(default_factory=dict)
     slos: tuple[SloSpec, ...] = ()
     stack_tuning: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    stack_keep_state: bool = False  # repeated runs keep the stack's state (no reset between)
     resources: ResourceSelection = field(default_factory=ResourceSelection)
     time_scale: float = 1.0
     traces: TracesConfig | None = None  # [traces]: the run's OTLP receiver (capacity.traces)

@@ -124,6 +124,14 @@ def load_slos(sec: Section | None) -> tuple[SloSpec, ...]:
     return tuple(specs)
 
 
+def load_stack(sec: Section | None) -> tuple[dict[str, dict[str, Any]], bool]:
+    """`[stack]`: knobs per service (`[stack.tuning.<service>]`) and `keep_state`."""
+    if sec is None:
+        return {}, False
+    keep_state = bool(sec.get("keep_state", bool, False))
+    return load_tuning(sec), keep_state
+
+
 def load_tuning(sec: Section | None) -> dict[str, dict[str, Any]]:
     if sec is None:
         return {}
