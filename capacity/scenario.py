@@ -15,10 +15,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
 from capacity.errors import ConfigError
+
+if TYPE_CHECKING:  # loaded by capacity.scenario_calls, which imports this module
+    from capacity.scenario_calls import Chain, HttpRequest, WorkflowOptions
 
 DEFAULT_GATEWAY_URL = "http://127.0.0.1:4000/graphql"
 DEFAULT_MASTER_DATA_URL = "http://127.0.0.1:3010"
@@ -27,7 +30,7 @@ DEFAULT_RULES_URL = "http://127.0.0.1:3012"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "vextrus"
 DEFAULT_TASK_QUEUE = "vextrus-erp"
-USER_KINDS = ("graphql", "rules", "workflows", "health")
+USER_KINDS = ("graphql", "rules", "workflows", "health", "http")
 VARIABLE_CASTS = ("int", "float", "bool", "str")
 
 
@@ -43,6 +46,7 @@ class Targets:
     allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     embedded_stack: bool = True
     auth_env: str | None = None
+    worker_service: str = "workflow"  # the service hosting the Temporal workers (reports)
 
     def health_urls(self) -> dict[str, str]:
         """Health endpoint per service, as the stack description lists them."""
@@ -128,8 +132,9 @@ class RuleSetLoad:
 @dataclass(frozen=True)
 class WorkflowLoad:
     workflow_type: str
-    args: Mapping[str, Any]
+    args: Any  # a table: the workflow's one argument; an array: its arguments in order
     weight: int = 1
+    options: WorkflowOptions | None = None  # None: the defaults (capacity.scenario_calls)
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class UserClass:
     timeout_s: float = 30.0
     fixed_count: int = 0
     rate_per_s: float = 0.0
+    requests: tuple[HttpRequest, ...] = ()  # [users.http] (capacity.scenario_calls)
+    chains: tuple[Chain, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -313,7 +320,15 @@ def load_scenario(path: str | Path, *, time_scale: float | None = None) -> Scena
         stack_tuning=tuning,
     )
     check_allowed_hosts(scenario)
+    _check_calls(scenario)
     return scenario
+
+
+def _check_calls(scenario: Scenario) -> None:
+    """Checks of `[users.http]` that need the whole scenario (capacity.scenario_calls)."""
+    from capacity.scenario_calls import check_request_hosts
+
+    check_request_hosts(scenario)
 
 
 TIME_SCALE_ENV = "CAPACITY_TIME_SCALE"
@@ -361,6 +376,7 @@ def _load_targets(sec: _Section | None) -> Targets:
         allowed_hosts=tuple(hosts),
         embedded_stack=sec.get("embedded_stack", bool, defaults.embedded_stack),
         auth_env=sec.get("auth_env", str, None),
+        worker_service=sec.get("worker_service", str, defaults.worker_service),
     )
     for key in ("gateway", "master_data", "workflow", "rules_engine"):
         url = sec.table.get(key)
@@ -528,6 +544,7 @@ def _load_users(
         rate = u.get("trace_sample_rate", float, 1.0)
         if not 0.0 <= rate <= 1.0:
             raise u.error(u.path("trace_sample_rate"), "must be between 0 and 1")
+        requests, chains = _load_http(u, data) if kind == "http" else ((), ())
         cls = UserClass(
             kind=kind,
             weight=weight,
@@ -539,6 +556,8 @@ def _load_users(
             timeout_s=u.positive("timeout_s", 30.0),
             fixed_count=u.get("fixed_count", int, 1 if kind == "health" else 0),
             rate_per_s=u.positive("rate_per_s", 0.5 if kind == "health" else 0.0, allow_zero=True),
+            requests=requests,
+            chains=chains,
         )
         u.finish()
         users[kind] = cls
@@ -626,20 +645,23 @@ def _load_rule_sets(u: _Section, base: Path) -> tuple[RuleSetLoad, ...]:
 
 
 def _load_workflows(u: _Section, data: Mapping[str, DataPool]) -> tuple[WorkflowLoad, ...]:
-    flows: list[WorkflowLoad] = []
+    from capacity.scenario_calls import load_workflow
+
     raw_flows = u.get("workflows", list, [])
     if not raw_flows:
         raise u.error(u.path("workflows"), "at least one workflow is required")
-    for i, raw in enumerate(raw_flows):
-        w = _Section(u.file, f"{u.path('workflows')}[{i}]", raw)
-        args = w.get("args", dict, {})
-        _check_variables(w, w.path("args"), args, data)
-        weight = w.get("weight", int, 1)
-        if weight < 1:
-            raise w.error(w.path("weight"), "must be >= 1")
-        flows.append(WorkflowLoad(w.require("type", str), args, weight))
-        w.finish()
-    return tuple(flows)
+    return tuple(
+        load_workflow(_Section(u.file, f"{u.path('workflows')}[{i}]", raw), data, None)
+        for i, raw in enumerate(raw_flows)
+    )
+
+
+def _load_http(
+    u: _Section, data: Mapping[str, DataPool]
+) -> tuple[tuple[HttpRequest, ...], tuple[Chain, ...]]:
+    from capacity.scenario_calls import load_http_user
+
+    return load_http_user(u, data)
 
 
 def _load_slos(sec: _Section | None) -> tuple[tuple[OperationSlo, ...], tuple[ServiceSlo, ...]]:

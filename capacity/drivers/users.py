@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from locust import LoadTestShape
 
 from capacity.drivers.health import make_health_user
-from capacity.drivers.rules import make_rules_user
 from capacity.drivers.variables import PoolCursor
 from capacity.preflight import auth_headers
 from capacity.scenario import USER_KINDS, ArrivalStage, Scenario, Stage
@@ -22,6 +21,7 @@ CLASS_NAMES = {
     "rules": "RulesUser",
     "workflows": "WorkflowUser",
     "health": "HealthUser",
+    "http": "HttpUser",
 }
 
 
@@ -40,13 +40,35 @@ def build_user_classes(scenario: Scenario, kinds: Iterable[str] = USER_KINDS) ->
 
             auth = auth_headers(scenario).get("Authorization")
             classes[name] = make_graphql_user(spec, targets.gateway_url, cursors, auth, name)
-        elif kind == "rules":
-            classes[name] = make_rules_user(spec, targets.rules_url, name)
+        elif kind in ("rules", "http"):
+            from capacity.drivers.http import make_http_user
+
+            auth = auth_headers(scenario).get("Authorization")
+            if kind == "rules":  # the rules form: one configuration of the HTTP driver
+                from capacity.scenario_calls import rules_requests
+
+                classes[name] = make_http_user(
+                    spec,
+                    targets,
+                    cursors,
+                    None,
+                    name,
+                    requests=rules_requests(spec.rule_sets),
+                    trace_sample_rate=0.0,
+                )
+            else:
+                classes[name] = make_http_user(spec, targets, cursors, auth, name)
         elif kind == "workflows":
             from capacity.drivers.temporal import make_workflow_user
 
             classes[name] = make_workflow_user(
-                spec, targets.temporal_address, targets.namespace, targets.task_queue, cursors, name
+                spec,
+                targets.temporal_address,
+                targets.namespace,
+                targets.task_queue,
+                cursors,
+                name,
+                targets.worker_service,
             )
         elif kind == "health":
             classes[name] = make_health_user(spec, targets.health_urls(), name)
