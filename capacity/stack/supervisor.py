@@ -32,6 +32,8 @@ from capacity.stack.tuning import validate_tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 
 SERVICES = ("temporal", "master-data", "rules-engine", "workflow", "gateway")  # start order
+# Custom search attributes registered in the dev server's namespace, for scenarios to set.
+SEARCH_ATTRIBUTES = (("CustomerId", "Keyword"), ("InvoiceId", "Keyword"), ("Amount", "Double"))
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORTS: dict[str, int] = {
     "gateway": 4000,
@@ -281,6 +283,10 @@ def _log_tail(path: Path, lines: int = 3, max_chars: int = 400) -> str:
     return (" | ".join(tail) or "(empty log)")[-max_chars:]
 
 
+def _search_attribute_args() -> list[str]:
+    return [a for name, kind in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{name}={kind}")]
+
+
 def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
              tuning: Mapping[str, Mapping[str, object]]) -> list[str]:  # fmt: skip
     if name == "temporal":
@@ -292,6 +298,9 @@ def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
             "--db-filename", str(state_dir / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "-n", NAMESPACE,
+            *_search_attribute_args(),
+            # Task queue stats (backlog) cached 1 s instead of 5, so a 2 s slice sees them move.
+            "--dynamic-config-value", 'matching.TaskQueueInfoByBuildIdTTL="1s"',
         ]  # fmt: skip
     return [
         sys.executable, "-m", "capacity.stack.serve", name,
