@@ -21,6 +21,7 @@ import pandas as pd
 
 from capacity.recorder import decode_histogram, merge_histograms, new_histogram, percentile_ms
 from capacity.scenario import OperationSlo, ServiceSlo
+from capacity.temporal_stats import temporal_summary
 from capacity.validity import (
     MIN_SAMPLES,
     arrival_totals,
@@ -292,7 +293,7 @@ def summarize(
         + interruption_reasons(run_meta)
         + list(extra_reasons)
     )
-    return {
+    summary = {
         "schema": SUMMARY_SCHEMA,
         "run_id": run_meta.get("run_id"),
         "scenario": run_meta.get("scenario"),
@@ -310,6 +311,11 @@ def summarize(
         "arrival": arrival,
         "workers": workers,
     }
+    # Temporal saturation signals (capacity.temporal_stats), when the run measured any.
+    temporal = temporal_summary((s for s in slices if in_steady_state(s, window)), operations, res)
+    if temporal is not None:
+        summary["temporal"] = temporal
+    return summary
 
 
 def worker_stats(
