@@ -6,19 +6,30 @@ import re
 
 from conftest import REPO_ROOT
 
-LOADER = REPO_ROOT / "capacity" / "scenario.py"
+LOADERS = (REPO_ROOT / "capacity" / "scenario.py", REPO_ROOT / "capacity" / "scenario_calls.py")
 DOCS = REPO_ROOT / "scenarios" / "README.md"
 
 
 def loader_keys() -> set[str]:
-    source = LOADER.read_text(encoding="utf-8")
-    pattern = r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"|_opt_positive\(\w+, "([a-z_0-9]+)"'
-    return {a or b for a, b in re.findall(pattern, source)}
+    source = "\n".join(p.read_text(encoding="utf-8") for p in LOADERS)
+    patterns = (
+        r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"',
+        r'_opt_positive\(\w+, "([a-z_0-9]+)"',
+        r'_choice\(\w+, "([a-z_]+)"',  # a key with a fixed set of values
+        r'\.seen\.add\("([a-z_]+)"\)',  # a key of any JSON type, read from the table
+        r'"([a-z_]+)" in \w+\.table',  # a key whose presence picks the form
+    )
+    keys = {k for pattern in patterns for k in re.findall(pattern, source)}
+    # Keys of which exactly one is given: `for k in ("a", "b") if k in x.table`.
+    for group in re.findall(r"for k in \(([^)]*)\) if k in \w+\.table", source):
+        keys |= set(re.findall(r'"([a-z_]+)"', group))
+    return keys
 
 
 def test_loader_keys_are_found() -> None:
     keys = loader_keys()
     assert {"users", "allowed_hosts", "rule_sets", "p95_ms", "rate_per_s"} <= keys
+    assert {"requests", "chains", "extract", "id_conflict_policy", "wait_result"} <= keys
 
 
 def test_every_key_is_documented() -> None:
