@@ -256,8 +256,10 @@ class _Tracked:
 class TemporalSession:
     """The bridge, the client, the in-flight workflows and the watchdog of one process."""
 
-    def __init__(self, address: str, namespace: str, probe: SaturationProbe) -> None:
-        self.bridge: AsyncioBridge = get_bridge()
+    def __init__(
+        self, address: str, namespace: str, probe: SaturationProbe, bridge: AsyncioBridge
+    ) -> None:
+        self.bridge = bridge
         self.holder = ClientHolder(address, namespace)
         self.namespace = namespace
         self.probe = probe
@@ -480,15 +482,20 @@ def session_for(address: str, namespace: str, worker_service: str = "workflow") 
     The first one also adds the saturation probe's figures to every slice this process closes.
     """
     global _probe
+    # The first call may wait for the loop greenlet to start (a greenlet switch): only after
+    # that the check and the insert below, which never yield, so users starting together
+    # share one session, one client and one watchdog.
+    bridge = get_bridge()
     key = (address, namespace)
-    if key not in _sessions:
+    session = _sessions.get(key)
+    if session is None:
         if _probe is None:
             _probe = SaturationProbe(worker_service)
             recorder = locust_plugin.current_recorder()
             if recorder is not None:
                 recorder.add_slice_field(SLICE_FIELD, _probe.take)
-        _sessions[key] = TemporalSession(address, namespace, _probe)
-    return _sessions[key]
+        session = _sessions[key] = TemporalSession(address, namespace, _probe, bridge)
+    return session
 
 
 # --- a workflow as one step: start, calls, result ---------------------------------------------
