@@ -33,7 +33,7 @@ from capacity.drivers.templates import RowDraw, Rows, compile_text, compile_valu
 from capacity.drivers.tracing import TraceSampler
 from capacity.drivers.variables import PoolCursor
 from capacity.jsonpointer import MISSING, resolve
-from capacity.refs import CHAIN_POOL
+from capacity.refs import CHAIN_POOL, has_refs
 from capacity.scenario import Targets, UserClass
 from capacity.scenario_calls import Assertion, HttpRequest
 
@@ -67,8 +67,12 @@ def compile_answer_check(
     `rows["chain"]`; None when nothing reads the answer (it is then never parsed)."""
     if not assertions and not extract:
         return None
-    expected: list[tuple[Assertion, Callable[[Rows], Any]]] = [
-        (a, compile_value(a.value)) for a in assertions
+    # (assertion, its tokens, the expected value when fixed, else a function of the rows)
+    expected = [
+        (a, a.tokens, a.value, None)
+        if not has_refs(a.value)
+        else (a, a.tokens, None, compile_value(a.value))
+        for a in assertions
     ]
     items = list(extract.items())
 
@@ -77,8 +81,16 @@ def compile_answer_check(
             document = json.loads(content)
         except ValueError:
             return not_json
-        for assertion, want in expected:
-            failure = assertion_failure(assertion, document, want(rows))
+        for assertion, tokens, fixed, want in expected:
+            if want is None:
+                # The common case first: an exact match of a fixed value, no further checks.
+                if assertion.kind == "equals":
+                    got = resolve(document, tokens)
+                    if got == fixed and type(got) is type(fixed):
+                        continue
+                failure = assertion_failure(assertion, document, fixed)
+            else:
+                failure = assertion_failure(assertion, document, want(rows))
             if failure is not None:
                 return failure
         if items:
@@ -249,7 +261,11 @@ class HttpUser(FastHttpUser):
             self.chains[index - self._count].run(self)
 
     def send(
-        self, request: CompiledRequest, headers: dict[str, str], chain: dict[str, Any] | None = None
+        self,
+        request: CompiledRequest,
+        headers: dict[str, str],
+        chain: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> tuple[bytes | None, Exception | None]:
         """Send one request (its rows drawn here): (the body when it passed, the failure)."""
         rows = request.rows(chain)
@@ -267,7 +283,7 @@ class HttpUser(FastHttpUser):
             variant.body(rows),
             headers,
             request.name,
-            self.context(),
+            self.context() if context is None else context,
             variant.check,
             rows,
             request.status,
