@@ -184,3 +184,14 @@ def test_a_chain_passes_each_users_ids_along_under_20_users(
     # Each invoice was posted exactly once: a second post of one id would have answered 409,
     # a second workflow of one id failed its start (id_conflict_policy = "fail").
     assert posted_invoices(erp_stack) - posted_before == chains
+
+
+def test_services_locustfile_drives_every_part_of_its_scenario(
+    erp_stack: StackState, tmp_path: Path
+) -> None:
+    path = write_scenario(tmp_path / "s", "services.toml", erp_stack)
+    proc = run_locust("services.py", path, tmp_path / "run", "-u", "6", "-r", "6", "-t", "4s")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    totals = op_totals(tmp_path / "run")
+    assert {"http", "chain", "workflow"} == {name.split(" ")[0] for name in totals}, totals
+    assert sum(c["failures"] for c in totals.values()) == 0, totals
