@@ -19,13 +19,13 @@ run: $(STAMP)
 ## Set up (venv, Docker engine for the collector tests, Chromium for the report test), lint, test.
 test: $(STAMP)
 	bash .ci/test-setup.sh
-	$(BIN)/ruff check capacity locustfiles tests benchmarks
-	$(BIN)/ruff format --check capacity locustfiles tests benchmarks
+	$(BIN)/ruff check capacity tests benchmarks
+	$(BIN)/ruff format --check capacity tests benchmarks
 	$(BIN)/mypy
 	. .ci/test-env.sh && $(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check capacity locustfiles tests benchmarks
+	$(BIN)/ruff check capacity tests benchmarks
 	$(BIN)/mypy
 
 ## Fast tests only (no Docker, no Chromium needed).

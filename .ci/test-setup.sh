@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Everything the test suite needs beyond the venv: a private Docker engine (collector tests)
-# and headless Chromium (report test). Idempotent; writes .ci/test-env.sh for the test run.
+# Everything the test suite needs beyond the venv: a private Docker engine (collector tests),
+# headless Chromium (report test) and the Node packages of the real Apollo federation (apollo
+# tests). Idempotent; writes .ci/test-env.sh for the test run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 docker_env="$(bash .ci/docker-setup.sh)"
@@ -10,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
         || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }
 fi
+bash .ci/apollo-setup.sh
 printf '%s\n' "$docker_env" >.ci/test-env.sh

@@ -1,8 +1,9 @@
 """The rules driver as it was before it became a configuration of the HTTP driver (frozen).
 
-Kept only as the "before" arm of `bench_http_driver.py`: `capacity/drivers/rules.py` at
-commit 04ee093, unchanged but for this docstring. Rules-engine driver: one stat per rule
-set; an outcome that differs from the expected one is a failure.
+Kept only as the "before" arm of `bench_http_driver.py`: `capacity/drivers/rules.py` as main
+had it at b1049f9 (target headers, URL credentials), unchanged but for this docstring.
+Rules-engine driver: one stat per rule set; an outcome that differs from the expected one is
+a failure.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 from locust import FastHttpUser, between, task
 
+from capacity.addresses import parse_http_url
+from capacity.drivers.headers import target_headers
 from capacity.drivers.lean_http import BodyCheck, request_headers, send_checked
-from capacity.scenario import RuleSetLoad, UserClass
+from capacity.scenario import RuleSetLoad, Targets, UserClass
 
 
 def outcome_mismatch(expect: Mapping[str, Any] | None, outcome: Any) -> str | None:
@@ -58,7 +61,8 @@ def outcome_check(expect: Mapping[str, Any] | None) -> BodyCheck:
     return check
 
 
-def make_rules_user(spec: UserClass, rules_url: str, name: str = "RulesUser") -> type:
+def make_rules_user(spec: UserClass, targets: Targets, name: str = "RulesUser") -> type:
+    url = parse_http_url(targets.rules_url)
     cases = [
         (
             f"rules {rs.rule_set}",
@@ -76,7 +80,10 @@ def make_rules_user(spec: UserClass, rules_url: str, name: str = "RulesUser") ->
         name,
         (RulesUser,),
         {
-            "host": rules_url.rstrip("/"),
+            "host": url.base,
+            "base_path": url.path.rstrip("/"),
+            "extra_headers": target_headers(targets, "rules_engine"),
+            "url_authorization": url.basic_auth,
             "weight": spec.weight,
             "wait_time": between(*spec.wait_s),
             "rule_sets": spec.rule_sets,
@@ -94,10 +101,15 @@ class RulesUser(FastHttpUser):
     cases: list[tuple[str, list[tuple[bytes, BodyCheck]]]] = []
     cum_weights: list[int] = []
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    base_path = ""
+    extra_headers: dict[str, str] = {}
+    url_authorization: str | None = None
 
     def on_start(self) -> None:
-        self._headers = request_headers(self.client, self.headers)
-        self._url = f"{self.client.base_url}/evaluate"
+        self._headers = request_headers(
+            self.client, {**self.headers, **self.extra_headers}, self.url_authorization
+        )
+        self._url = f"{self.client.base_url}{self.base_path}/evaluate"
 
     @task
     def evaluate(self) -> None:

@@ -112,7 +112,13 @@ def user_class(arm: str, url: str, operation_name: str, raw_headers: str = "same
 
     spec, cursors = graphql_operation(operation_name)
     if arm == "driver":
-        return make_graphql_user(spec, url, cursors, auth_header=None, name="DriverUser")
+        from capacity.scenario import GraphQLSettings, Targets
+
+        # No client-awareness headers: both arms send the same bytes.
+        targets = Targets(
+            gateway_url=url, graphql=GraphQLSettings(client_name="", client_version="")
+        )
+        return make_graphql_user(spec, targets, cursors, name="DriverUser")
     body = compile_operation(spec.operations[0], cursors).body()
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if raw_headers == "same":

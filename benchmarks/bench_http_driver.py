@@ -60,16 +60,16 @@ def user_class(arm: str, url: str) -> type:
     spec = dataclasses.replace(scenario.users["rules"], wait_s=(0.0, 0.0), weight=1)
     if arm == "http":
         from capacity.drivers.http import make_http_user
-        from capacity.scenario_calls import rules_requests
+        from capacity.scenario.calls import rules_requests
 
         cls = make_http_user(
-            spec, targets, {}, None, "HttpRulesUser", requests=rules_requests(spec.rule_sets),
+            spec, targets, {}, "HttpRulesUser", requests=rules_requests(spec.rule_sets),
             trace_sample_rate=0.0,
         )  # fmt: skip
     else:
         from _rules_driver_before import make_rules_user
 
-        cls = make_rules_user(spec, url, "BeforeRulesUser")
+        cls = make_rules_user(spec, targets, "BeforeRulesUser")
     cls.wait_time = constant(0)  # type: ignore[attr-defined]
     return cls
 

@@ -65,7 +65,7 @@ def locust_arm(args: argparse.Namespace) -> ArmResult:
 
     from capacity.drivers.temporal import make_workflow_user
     from capacity.scenario import UserClass, WorkflowLoad
-    from capacity.scenario_calls import WorkflowOptions
+    from capacity.scenario.model import WorkflowOptions
 
     options = WorkflowOptions(wait_result=False) if args.results == "forget" else None
     spec = UserClass(

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from capacity.gate import GateConfig, Verdict, compare
+from capacity.analysis.gate import GateConfig, Verdict, compare
 
 
 def simulate_p95s(

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from capacity.errors import ConfigError
-from capacity.gate import (
+from capacity.analysis.drift import RunContext
+from capacity.analysis.gate import (
     DEFAULT_OPERATION_REFERENCE,
     DEFAULT_SERVICE_REFERENCE,
     KINDS,
@@ -48,13 +48,16 @@ from capacity.gate import (
     GateConfig,
     Reference,
     RunMetrics,
-    SloCeiling,
+    SloSpec,
     metric_value,
 )
-from capacity.validity import is_load_generator
+from capacity.analysis.validity import is_load_generator
+from capacity.errors import ConfigError
+from capacity.runfolder.files import write_text_atomic
+from capacity.runfolder.summary import SUMMARY_SCHEMA, read_summary
+from capacity.traces.analysis import gate_targets
 
 BASELINE_SCHEMA = 1
-SUMMARY_SCHEMA = 1
 _SECTION = {"operation": "operations", "service": "services"}
 _SLO_METRICS = {"operation": OPERATION_SLO_METRICS, "service": SERVICE_SLO_METRICS}
 _REFERENCE_METRICS = {
@@ -71,7 +74,7 @@ class Baseline:
     name: str
     description: str
     config: GateConfig
-    slos: tuple[SloCeiling, ...]
+    slos: tuple[SloSpec, ...]
     reference: Reference | None
     saved_at: str = ""
     schema: int = BASELINE_SCHEMA
@@ -91,15 +94,16 @@ def _number(value: Any, where: str) -> float | None:
 
 def read_run_metrics(run_dir: Path) -> RunMetrics:
     """Read the metrics the gate needs from RUN_DIR/summary.json (written by `capacity report`)."""
-    path = Path(run_dir) / "summary.json"
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"{run_dir}: not a run folder (no such directory)")
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing (make it with `capacity report {run_dir}`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: unreadable JSON ({exc})") from exc
+    return run_metrics_from_summary(
+        read_summary(Path(run_dir)), str(Path(run_dir) / "summary.json")
+    )
+
+
+def run_metrics_from_summary(data: Any, path: str) -> RunMetrics:
+    """The gate's metrics from a decoded summary; `path` names it in error messages.
+
+    Shared by summary.json files and summaries kept in the results store (capacity.history).
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     if data.get("schema") != SUMMARY_SCHEMA:
@@ -131,11 +135,47 @@ def read_run_metrics(run_dir: Path) -> RunMetrics:
                 f: _number(row.get(f), f"{path}: key '{section}.{target}.{f}'") for f in fields
             }
         tables[section] = table
+    # server-side span targets (capacity.traces), gated as operations named "span <target>"
+    for target, row in gate_targets(data).items():
+        tables["operations"].setdefault(
+            target,
+            {f: _number(row.get(f), f"{path}: key 'traces.targets.{target[5:]}.{f}'")
+             for f in _SUMMARY_OPERATION_FIELDS},
+        )  # fmt: skip
     return RunMetrics(
         run_id=data["run_id"],
         scenario=data["scenario"],
         operations=tables["operations"],
         services=tables["resources"],
+        context=run_context(data),
+    )
+
+
+def run_context(data: Mapping[str, Any]) -> RunContext:
+    """When and on what machine load a run ran, from its summary (older summaries: unknown)."""
+    order = None
+    started = data.get("started_at")
+    if isinstance(started, str):
+        try:
+            order = datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            order = None
+    repeat: Mapping[str, Any] = data.get("repeat") or {}
+    if not isinstance(repeat, dict):
+        repeat = {}
+    pair = None
+    if repeat.get("side") and repeat.get("group") is not None:
+        pair = f"{repeat['group']}#{repeat.get('index')}"
+    env: Mapping[str, Any] = data.get("environment") or {}
+    if not isinstance(env, dict):
+        env = {}
+    busy = env.get("host_busy_fraction")
+    return RunContext(
+        run_id=str(data["run_id"]),
+        order_s=order,
+        pair=pair,
+        host_busy=float(busy) if isinstance(busy, int | float) else None,
+        contended=bool(env.get("contended")),
     )
 
 
@@ -186,11 +226,13 @@ def reference_from_runs(
         tables[kind] = table
     if problems:
         raise ConfigError("runs disagree, cannot record a reference: " + "; ".join(problems))
+    contexts = tuple(run.context for run in runs if run.context is not None)
     return Reference(
         scenario=runs[0].scenario,
         run_ids=tuple(run.run_id for run in runs),
         operations=tables["operation"],
         services=tables["service"],
+        contexts=contexts if len(contexts) == len(runs) else (),
     )
 
 
@@ -211,6 +253,11 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
         if key not in fields:
             raise ConfigError(f"{where}: unknown key 'gate.{key}' (known: {', '.join(fields)})")
         want_int = fields[key].type in ("int", int)
+        if fields[key].type in ("bool", bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: key 'gate.{key}' must be true or false")
+            kwargs[key] = value
+            continue
         ok = (
             isinstance(value, int)
             if want_int
@@ -225,11 +272,11 @@ def _parse_config(raw: Mapping[str, Any], where: str) -> GateConfig:
         raise ConfigError(f"{where}: table 'gate': {exc}") from exc
 
 
-def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
+def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloSpec, ...]:
     unknown = set(raw) - set(_SECTION.values())
     if unknown:
         raise ConfigError(f"{where}: unknown key 'slos.{sorted(unknown)[0]}'")
-    ceilings: list[SloCeiling] = []
+    ceilings: list[SloSpec] = []
     for kind in KINDS:
         section = _SECTION[kind]
         for pattern, metrics in _table(raw, section, where).items():
@@ -251,7 +298,7 @@ def _parse_slos(raw: Mapping[str, Any], where: str) -> tuple[SloCeiling, ...]:
                     raise ConfigError(
                         f"{where}: key '{key}.{metric}' must be a number >= 0, got {limit!r}"
                     )
-                ceilings.append(SloCeiling(kind, pattern, metric, float(limit)))
+                ceilings.append(SloSpec(kind, pattern, metric, float(limit)))
     return tuple(ceilings)
 
 
@@ -261,7 +308,7 @@ def _parse_reference(raw: Mapping[str, Any], where: str) -> Reference:
         raise ConfigError(f"{where}: key 'reference.scenario' is missing or not a string")
     if not isinstance(run_ids, list) or not run_ids or not all(isinstance(r, str) for r in run_ids):
         raise ConfigError(f"{where}: key 'reference.run_ids' must be a non-empty list of strings")
-    unknown = set(raw) - {"scenario", "run_ids", "operations", "services"}
+    unknown = set(raw) - {"scenario", "run_ids", "operations", "services", "runs"}
     if unknown:
         raise ConfigError(f"{where}: unknown key 'reference.{sorted(unknown)[0]}'")
     tables: dict[str, dict[str, dict[str, tuple[float, ...]]]] = {}
@@ -301,7 +348,34 @@ def _parse_reference(raw: Mapping[str, Any], where: str) -> Reference:
         run_ids=tuple(run_ids),
         operations=tables["operation"],
         services=tables["service"],
+        contexts=_parse_contexts(raw.get("runs"), run_ids, where),
     )
+
+
+def _parse_contexts(raw: Any, run_ids: list[str], where: str) -> tuple[RunContext, ...]:
+    """`reference.runs`: per reference run, when it ran and on what machine load (optional:
+    baselines saved before it lack it, and their comparisons simply are not paired)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) != len(run_ids):
+        raise ConfigError(f"{where}: key 'reference.runs' must list one table per reference run")
+    out = []
+    for i, entry in enumerate(raw):
+        if not isinstance(entry, dict) or entry.get("run_id") != run_ids[i]:
+            raise ConfigError(f"{where}: key 'reference.runs[{i}]' does not match run_ids[{i}]")
+        try:
+            out.append(
+                RunContext(
+                    run_id=run_ids[i],
+                    order_s=_number(entry.get("order_s"), f"{where}: reference.runs[{i}]"),
+                    pair=str(entry["pair"]) if entry.get("pair") is not None else None,
+                    host_busy=_number(entry.get("host_busy"), f"{where}: reference.runs[{i}]"),
+                    contended=bool(entry.get("contended", False)),
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: key 'reference.runs[{i}]': {exc}") from None
+    return tuple(out)
 
 
 def parse_baseline(data: Mapping[str, Any], where: str) -> Baseline:
@@ -376,6 +450,8 @@ def _scalar(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table (inside a list: reference.runs)
+        return "{" + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot store {type(value).__name__} in TOML")
 
 
@@ -421,6 +497,8 @@ def baseline_document(baseline: Baseline) -> dict[str, Any]:
     if baseline.reference is not None:
         ref = baseline.reference
         reference: dict[str, Any] = {"scenario": ref.scenario, "run_ids": list(ref.run_ids)}
+        if ref.contexts:
+            reference["runs"] = [c.to_json() for c in ref.contexts]
         for kind in KINDS:
             targets = ref.targets(kind)
             if targets:
@@ -437,10 +515,13 @@ def save_baseline(baseline: Baseline, path: Path) -> None:
     path = Path(path)
     text = dumps_toml(baseline_document(baseline))
     parse_baseline(tomllib.loads(text), str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{path}: cannot write: {path.parent} is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    write_text_atomic(path, text)
 
 
 def new_baseline(

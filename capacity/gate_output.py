@@ -13,7 +13,7 @@ import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from capacity.gate import (
+from capacity.analysis.gate import (
     GateReport,
     RelativeCheck,
     SloCheck,
@@ -27,6 +27,7 @@ _MARK = {
     Verdict.PASS: "✅",
     Verdict.IMPROVEMENT: "🟢",
     Verdict.INCONCLUSIVE: "⚠️",
+    Verdict.SUSPECT: "⚠️",
     Verdict.REGRESSION: "❌",
     Verdict.FAIL: "❌",
 }

@@ -10,71 +10,34 @@ In an open-model (arrival-rate) run a request's context carries its iteration's 
 start (`INTENDED_START_KEY`, Unix seconds); such a request is also recorded into a second
 histogram, `hist_intended`, of the latency from the intended start to the response (corrected
 for coordinated omission: a stalled load generator cannot hide the queueing it caused).
-Extra per-slice fields (the arrival executor's counters) come from providers registered with
-`add_slice_field`.
+Extra per-slice fields (the arrival executor's counters) are added by the `on_close`
+callback (the plugin fires its `slice_closing` event there) before the record is handed on.
+
+A request whose context carries `TRACE_ID_KEY` (a sampled W3C trace, see
+`capacity.drivers.tracing`) is also listed in its slice under `traces` as
+`[trace_id, start_s, latency_ms, failed]`, at most `MAX_TRACES_PER_SLICE` per operation (the
+rest counted in `traces_dropped`): the client side of the spans the trace receiver keeps.
+Unsampled requests cost nothing more.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # one hour: anything slower is clamped, and counted as such
-SIGNIFICANT_DIGITS = 3
-SLICE_SCHEMA = 1
+from capacity.runfolder.histograms import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram
+from capacity.runfolder.slices import SLICE_SCHEMA
+
 MAX_ERROR_KEYS = 20
 INTENDED_START_KEY = "intended_start_s"
+TRACE_ID_KEY = "trace_id"
+MAX_TRACES_PER_SLICE = 2000
 RESERVED_FIELDS = frozenset({"schema", "t_start_s", "t_end_s", "worker", "users", "ops"})
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def encode_histogram(hist: HdrHistogram) -> str:
-    return base64.b64encode(hist.encode()).decode("ascii") if hist.get_total_count() else ""
-
-
-def decode_histogram(text: str) -> HdrHistogram:
-    if not text:
-        return new_histogram()
-    return HdrHistogram.decode(base64.b64decode(text))
-
-
-def merge_histograms(hists: Iterable[HdrHistogram]) -> HdrHistogram:
-    merged = new_histogram()
-    for hist in hists:
-        merged.add(hist)
-    return merged
-
-
-def percentile_ms(hist: HdrHistogram, percentile: float) -> float | None:
-    """Nearest-rank latency at `percentile` (0-100) in ms, or None for an empty histogram.
-
-    The smallest recorded value with at least `percentile`% of the samples at or below it,
-    as its bucket's upper bound (at most 0.1% high). hdrh's own lookup rounds the rank to
-    the nearest count instead, which can land one sample low: over 1% low at P99 of a
-    thousand samples with a long tail.
-    """
-    total = hist.get_total_count()
-    if total == 0:
-        return None
-    rank = max(1, math.ceil(round(min(percentile, 100.0) * total / 100.0, 9)))
-    cumulative = np.cumsum(np.ctypeslib.as_array(hist.counts)[: hist.counts_len])
-    index = int(np.searchsorted(cumulative, rank))
-    if index >= hist.counts_len:
-        return float(hist.get_max_value()) / 1000.0
-    value = hist.get_value_from_index(index)
-    return float(hist.get_highest_equivalent_value(value)) / 1000.0
 
 
 @dataclass
@@ -85,6 +48,8 @@ class _OpSlice:
     partial: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     hist_intended: HdrHistogram | None = None
+    traces: list[list[Any]] | None = None
+    traces_dropped: int = 0
 
 
 def error_key(exception: BaseException | str) -> str:
@@ -110,6 +75,7 @@ class SliceRecorder:
         worker: str,
         users: Callable[[], int] = lambda: 0,
         clock: Callable[[], float] = time.time,
+        on_close: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._sink = sink
         self._worker = worker
@@ -117,17 +83,8 @@ class SliceRecorder:
         self._clock = clock
         self._ops: dict[str, _OpSlice] = {}
         self._slice_start_s = clock()
-        self._fields: dict[str, Callable[[], Any]] = {}
+        self._on_close = on_close
         self.total_requests = 0
-
-    def add_slice_field(self, key: str, provider: Callable[[], Any]) -> None:
-        """Add `key: provider()` to every slice record closed from now on (None: left out)."""
-        if key in RESERVED_FIELDS:
-            raise ValueError(f"slice field '{key}' is reserved")
-        self._fields[key] = provider
-
-    def remove_slice_field(self, key: str) -> None:
-        self._fields.pop(key, None)
 
     def on_request(
         self,
@@ -158,6 +115,9 @@ class SliceRecorder:
             intended_s = context.get(INTENDED_START_KEY)
             if intended_s is not None:
                 self._record_intended(op, latency_us, float(intended_s), start_time)
+            trace_id = context.get(TRACE_ID_KEY)
+            if trace_id is not None:
+                _record_trace(op, trace_id, start_time, latency_us, exception is not None)
 
     def _record_intended(
         self, op: _OpSlice, latency_us: int, intended_s: float, start_time: float | None
@@ -183,12 +143,25 @@ class SliceRecorder:
             "users": self._users(),
             "ops": {name: _op_record(op) for name, op in ops.items()},
         }
-        for key, provider in self._fields.items():
-            value = provider()
-            if value is not None:
-                record[key] = value
+        if self._on_close is not None:
+            self._on_close(record)
+            if RESERVED_FIELDS.intersection(record) != RESERVED_FIELDS:
+                raise ValueError("a slice_closing listener removed a reserved slice field")
         self._sink(record)
         return record
+
+
+def _record_trace(
+    op: _OpSlice, trace_id: str, start_time: float | None, latency_us: int, failed: bool
+) -> None:
+    """List one sampled request: its trace id, send time, client latency and outcome."""
+    if op.traces is None:
+        op.traces = []
+    if len(op.traces) >= MAX_TRACES_PER_SLICE:
+        op.traces_dropped += 1
+        return
+    start_s = round(start_time, 6) if start_time is not None else None
+    op.traces.append([trace_id, start_s, latency_us / 1000.0, int(failed)])
 
 
 def _op_record(op: _OpSlice) -> dict[str, Any]:
@@ -201,4 +174,8 @@ def _op_record(op: _OpSlice) -> dict[str, Any]:
     }
     if op.hist_intended is not None:
         out["hist_intended"] = encode_histogram(op.hist_intended)
+    if op.traces is not None:
+        out["traces"] = op.traces
+        if op.traces_dropped:
+            out["traces_dropped"] = op.traces_dropped
     return out

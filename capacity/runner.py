@@ -3,11 +3,14 @@
 Locust runs as a child process (it monkey-patches everything for gevent; this process stays
 plain), writing exact latency slices into the run folder while this process samples resources
 and prints progress. Analysis only reads the run folder, so `capacity report` can redo it.
+
+Everything that can go wrong reaches the verdict: a Locust process that did not end cleanly,
+a service that died, a sampler or writer that failed, a stack shared with another run. Every
+process this run starts ends with it, even when it is killed with SIGKILL.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -15,28 +18,25 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from capacity import runfolder
-from capacity.errors import CapacityError, StackError
-from capacity.preflight import DIRECT_OPENER, run_preflight
-from capacity.scenario import Scenario, load_scenario, slos_to_json
+from capacity import runfolder, shipped
+from capacity.endpoints import DEFAULT_STATE_DIR
+from capacity.errors import CapacityError
+from capacity.scenario import Scenario, load_scenario
+from capacity.stack.embedded import EmbeddedStack
+from capacity.stack.lease import die_with_parent
+from capacity.traces.run import TraceRun
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LOCUSTFILE = REPO_ROOT / "locustfiles" / "erp.py"
-DEFAULT_STATE_DIR = Path(".capacity/stack")
 PROGRESS_EVERY_S = 5.0
 LOCUST_GRACE_S = 60.0
 LOOPBACK = "127.0.0.1"
 WORKER_CONNECT_WAIT_S = 60.0
 WORKER_EXIT_GRACE_S = 15.0
-ARRIVAL_SPLIT_ENV = "CAPACITY_ARRIVAL_SPLIT"  # read by capacity.drivers.arrival
+STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,27 @@ class RunOptions:
     reports_root: Path = Path("reports")
     state_dir: Path = DEFAULT_STATE_DIR
     keep_stack: bool = False
-    locustfile: Path = DEFAULT_LOCUSTFILE
+    locustfile: Path = field(default_factory=shipped.locustfile_path)
     workers: int = 0
+    time_scale: float = 1.0
+    share_stack: bool = False
+    repeat: dict[str, Any] | None = None  # {group, index, of, side}: a run of a repeat series
+    reset: str | None = None  # what was reset before this run (stationary system under test)
+
+    def absolute(self) -> RunOptions:
+        """The same options with every path absolute: child processes run elsewhere."""
+        return RunOptions(
+            scenario_path=self.scenario_path.absolute(),
+            reports_root=self.reports_root.absolute(),
+            state_dir=self.state_dir.absolute(),
+            keep_stack=self.keep_stack,
+            locustfile=self.locustfile.absolute(),
+            workers=self.workers,
+            time_scale=self.time_scale,
+            share_stack=self.share_stack,
+            repeat=self.repeat,
+            reset=self.reset,
+        )
 
 
 @dataclass(frozen=True)
@@ -55,99 +74,13 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def stack_ports(scenario: Scenario) -> dict[str, int]:
-    """Ports of the embedded stack, taken from the scenario's target URLs."""
-    t = scenario.targets
-
-    def port(url: str, default: int) -> int:
-        return urlsplit(url).port or default
-
-    temporal = int(t.temporal_address.rsplit(":", 1)[1])
-    ports = {
-        "gateway": port(t.gateway_url, 4000),
-        "master-data": port(t.master_data_url, 3010),
-        "workflow": port(t.workflow_url, 3011),
-        "rules-engine": port(t.rules_url, 3012),
-        "temporal": temporal,
-    }
-    if temporal != 7233:
-        # Temporal's HTTP and metrics ports follow its gRPC port as 7243/7244 follow 7233, so
-        # a second stack on other ports does not collide with the first one's.
-        ports["temporal-http"] = temporal + 10
-        ports["temporal-metrics"] = temporal + 11
-    return ports
-
-
-class EmbeddedStack:
-    """Starts the embedded stack for a run unless one is already up; stops only its own."""
-
-    def __init__(self, scenario: Scenario, state_dir: Path, say: Callable[[str], None]) -> None:
-        self.scenario = scenario
-        self.state_dir = state_dir
-        self.say = say
-        self.started = False
-        self.state: Any = None
-
-    def __enter__(self) -> EmbeddedStack:
-        from capacity.stack import supervisor
-
-        existing = supervisor.status(self.state_dir)
-        if existing is not None:
-            self.say(f"using the embedded stack already running ({self.state_dir})")
-            self.state = existing
-            if self.scenario.stack_tuning:
-                apply_tuning(existing, self.scenario.stack_tuning)
-            return self
-        self.say("starting the embedded stack ...")
-        config = supervisor.StackConfig(
-            state_dir=self.state_dir,
-            ports=stack_ports(self.scenario),
-            tuning={k: dict(v) for k, v in self.scenario.stack_tuning.items()},
-        )
-        self.state = supervisor.up(config, progress=lambda line: self.say(f"  {line}"))
-        self.started = True
-        return self
-
-    def pids(self) -> dict[str, int]:
-        from capacity.stack import supervisor
-
-        return supervisor.service_pids(self.state) if self.state is not None else {}
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.started:
-            return
-        from capacity.stack import supervisor
-
-        self.say("stopping the embedded stack ...")
-        try:
-            supervisor.down(self.state_dir)
-        except StackError as err:
-            self.say(f"warning: {err}")
-
-
-def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
-    """Set knobs on a running stack through each stand-in's `/admin/tuning` endpoint."""
-    for service, knobs in tuning.items():
-        info = state.services.get(service)
-        if info is None or not info.url.startswith("http"):
-            raise StackError(f"stack.tuning.{service}: no tunable service of that name")
-        base = info.url.split("/graphql")[0].rstrip("/")
-        req = urllib.request.Request(
-            f"{base}/admin/tuning",
-            data=json.dumps(dict(knobs)).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with DIRECT_OPENER.open(req, timeout=5):
-                pass
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:200]
-            raise StackError(f"stack.tuning.{service}: rejected: {detail}") from None
-
-
 def locust_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, *, master_port: int | None = None
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    *,
+    master_port: int | None = None,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """The local Locust process, or with `master_port` the master (it runs no users itself)."""
     load = scenario.load
@@ -166,7 +99,15 @@ def locust_command(
         "--only-summary",
         "--logfile",
         str(run_dir / runfolder.LOCUST_LOG),
+        "--time-scale",
+        repr(options.time_scale),
+        # Let requests in flight at the end finish and be recorded: a request the server
+        # served but the recorder never saw would make counts differ from the server's.
+        "--stop-timeout",
+        f"{STOP_TIMEOUT_S:g}",
     ]
+    if trace_id_prefix:
+        cmd += ["--trace-id-prefix", trace_id_prefix]
     if master_port is not None:
         cmd += [
             "--master",
@@ -186,9 +127,15 @@ def locust_command(
 
 
 def worker_command(
-    options: RunOptions, scenario: Scenario, run_dir: Path, master_port: int, index: int
+    options: RunOptions,
+    scenario: Scenario,
+    run_dir: Path,
+    master_port: int,
+    index: int,
+    trace_id_prefix: str | None = None,
 ) -> list[str]:
     """Worker `index` (1-based) of a distributed run; it writes nothing but its own log."""
+    trace = ["--trace-id-prefix", trace_id_prefix] if trace_id_prefix else []
     return [
         sys.executable,
         "-m",
@@ -204,6 +151,12 @@ def worker_command(
         str(scenario.path),
         "--logfile",
         str(run_dir / f"locust-worker-{index}.log"),
+        "--time-scale",
+        repr(options.time_scale),
+        # The arrival-rate executor's share: every worker sends 1/N of the scenario's rate.
+        "--arrival-split",
+        f"{index - 1}/{options.workers}",
+        *trace,
     ]
 
 
@@ -238,23 +191,25 @@ class LocustProcess:
 
 
 def start_locust_processes(
-    options: RunOptions, scenario: Scenario, run_dir: Path
+    options: RunOptions, scenario: Scenario, run_dir: Path, trace_id_prefix: str | None = None
 ) -> list[LocustProcess]:
     """Start the local Locust process, or the master then `options.workers` workers.
 
     Each gets its own session, so a terminal's Ctrl-C reaches only `capacity run`, which
-    forwards one SIGINT to the master: a second SIGINT would interrupt Locust's flush.
+    forwards one SIGINT to the master: a second SIGINT would interrupt Locust's flush. Each
+    also gets SIGTERM when this process dies, so no load outlives a killed run.
     """
-    base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if options.workers <= 0:
-        return [_spawn("locust", locust_command(options, scenario, run_dir), run_dir, base_env)]
+        cmd = locust_command(options, scenario, run_dir, trace_id_prefix=trace_id_prefix)
+        return [_spawn("locust", cmd, run_dir, env)]
     port = free_port()
-    master_cmd = locust_command(options, scenario, run_dir, master_port=port)
-    procs = [_spawn("locust-master", master_cmd, run_dir, base_env, out_name="locust.out")]
+    master_cmd = locust_command(
+        options, scenario, run_dir, master_port=port, trace_id_prefix=trace_id_prefix
+    )
+    procs = [_spawn("locust-master", master_cmd, run_dir, env, out_name="locust.out")]
     for index in range(1, options.workers + 1):
-        # The arrival-rate executor's share: every worker sends 1/N of the scenario's rate.
-        env = {**base_env, ARRIVAL_SPLIT_ENV: f"{index - 1}/{options.workers}"}
-        cmd = worker_command(options, scenario, run_dir, port, index)
+        cmd = worker_command(options, scenario, run_dir, port, index, trace_id_prefix)
         procs.append(_spawn(f"locust-worker-{index}", cmd, run_dir, env))
     return procs
 
@@ -270,34 +225,46 @@ def _spawn(
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=REPO_ROOT,
+            cwd=os.getcwd(),
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
     return LocustProcess(name, popen, out_path)
 
 
-def _progress_line(run_dir: Path, started: float, total_s: float, seen: int) -> tuple[str, int]:
-    """One line about the slices written since the last call."""
-    records = list(runfolder.iter_slices(run_dir))
-    new = records[seen:]
-    count = sum(op.get("count", 0) for r in new for op in r.get("ops", {}).values())
-    fails = sum(op.get("failures", 0) for r in new for op in r.get("ops", {}).values())
-    span_by_worker: dict[str, float] = {}
-    users_by_worker: dict[str, int] = {}
-    for r in new:
-        worker = str(r.get("worker", ""))
-        span_by_worker[worker] = span_by_worker.get(worker, 0.0) + (
-            float(r["t_end_s"]) - float(r["t_start_s"])
+class Progress:
+    """One line every few seconds about the slices written since the last one (constant cost:
+    only the newly appended part of slices.jsonl is read)."""
+
+    def __init__(self, run_dir: Path, total_s: float) -> None:
+        self.tail = runfolder.SliceTail(run_dir)
+        self.total_s = total_s
+        self.started = time.monotonic()
+
+    def line(self) -> str:
+        count = fails = 0
+        span_by_worker: dict[str, float] = {}
+        users_by_worker: dict[str, int] = {}
+
+        def add(record: dict[str, Any]) -> None:
+            nonlocal count, fails
+            for op in record["ops"].values():
+                count += int(op.get("count", 0))
+                fails += int(op.get("failures", 0))
+            worker = str(record.get("worker", ""))
+            span = float(record["t_end_s"]) - float(record["t_start_s"])
+            span_by_worker[worker] = span_by_worker.get(worker, 0.0) + span
+            users_by_worker[worker] = int(record.get("users", 0))
+
+        self.tail.read_new(add)
+        span = max(span_by_worker.values(), default=0.0)
+        users = sum(users_by_worker.values())
+        elapsed = time.monotonic() - self.started
+        rps = count / span if span > 0 else 0.0
+        return (
+            f"  [{elapsed:5.0f}s/{self.total_s:.0f}s] users {users:4d}  {rps:7.1f} req/s  "
+            f"failures {fails}"
         )
-        users_by_worker[worker] = int(r.get("users", 0))
-    span = max(span_by_worker.values(), default=0.0)
-    users = sum(users_by_worker.values())
-    elapsed = time.monotonic() - started
-    rps = count / span if span > 0 else 0.0
-    line = (
-        f"  [{elapsed:5.0f}s/{total_s:.0f}s] users {users:4d}  {rps:7.1f} req/s  failures {fails}"
-    )
-    return line, len(records)
 
 
 def run_locust(
@@ -307,12 +274,13 @@ def run_locust(
     say: Callable[[str], None],
     *,
     service_pids: Mapping[str, int] | None = None,
+    trace_id_prefix: str | None = None,
 ) -> int:
     """Run Locust to completion, printing progress; SIGINT/SIGTERM stop it gracefully.
 
-    With `service_pids`, resources are sampled (1 Hz, into resources.csv) for those services
-    and for every Locust process, by one sampler started once the Locust processes exist.
-    Returns the exit code of the local process or the master.
+    With `service_pids`, resources are sampled (1 Hz, into resources.csv) for those services,
+    the scenario's `[resources]` and every Locust process, by one sampler started once the
+    Locust processes exist. Returns the exit code of the local process or the master.
     """
     stopping: dict[str, str] = {}
     procs: list[LocustProcess] = []
@@ -328,20 +296,30 @@ def run_locust(
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     sampler = None
+    problems: list[str] = []
     try:
-        procs.extend(start_locust_processes(options, scenario, run_dir))
+        procs.extend(start_locust_processes(options, scenario, run_dir, trace_id_prefix))
         if service_pids is not None:
-            targets = {**service_pids, **{p.name: p.pid for p in procs}}
-            sampler = _start_sampler(run_dir, targets, say)
+            sampler = _start_sampler(run_dir, scenario, service_pids, procs, problems)
         _supervise(procs, scenario, say, run_dir)
     finally:
         _stop_leftovers(procs, say)
         if sampler is not None:
             sampler.stop()
+            problems += [p for p in sampler.problems if not p.startswith("process locust")]
+            outages = [o for o in sampler.outages if not o[0].startswith("locust")]
+            if outages:
+                runfolder.update_run_json(
+                    run_dir,
+                    outages=[{"service": s, "from_s": a, "to_s": b} for s, a, b in outages],
+                )
         for s, handler in old.items():
             signal.signal(s, handler)
     code = procs[0].popen.wait()
     _record_processes(run_dir, procs, stopping.get("signal"))
+    runfolder.add_problems(run_dir, problems)
+    for problem in problems:
+        say(f"warning: {problem}")
     if code == 2 and not stopping:
         for proc in procs:
             text = proc.out_path.read_text(encoding="utf-8", errors="replace")
@@ -363,24 +341,22 @@ def _supervise(
 ) -> None:
     """Wait for the local process or master to exit, printing progress and worker losses."""
     main = procs[0]
-    started = time.monotonic()
     total_s = scenario.load.total_duration_s
+    progress = Progress(run_dir, total_s)
     limit_s = total_s + LOCUST_GRACE_S + (WORKER_CONNECT_WAIT_S if len(procs) > 1 else 0.0)
-    seen = 0
-    next_progress = started + PROGRESS_EVERY_S
+    next_progress = progress.started + PROGRESS_EVERY_S
     while main.popen.poll() is None:
         time.sleep(0.2)
         now = time.monotonic()
         if now >= next_progress:
-            line, seen = _progress_line(run_dir, started, total_s, seen)
-            say(line)
+            say(progress.line())
             next_progress = now + PROGRESS_EVERY_S
         for proc in procs[1:]:
             if proc.exited_at_s is None and proc.popen.poll() is not None:
                 proc.exited_at_s = time.time()
                 if proc.popen.returncode != 0:
                     say(f"warning: {proc.name} (pid {proc.pid}) exited with {_describe(proc)}")
-        if now - started > limit_s:
+        if now - progress.started > limit_s:
             say("Locust did not stop on time; terminating it")
             _terminate(main)
     main.exited_at_s = time.time()
@@ -455,33 +431,63 @@ def _record_processes(run_dir: Path, procs: list[LocustProcess], signal_name: st
     runfolder.update_run_json(run_dir, **fields)
 
 
-def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
+def run_scenario(
+    options: RunOptions, say: Callable[[str], None], *, stack: EmbeddedStack | None = None
+) -> RunResult:
+    """One measured run, from stack to report; returns the run folder and its summary.
+
+    `stack`: an embedded stack the caller already holds (repeated runs share one); else this
+    run takes and releases its own when the scenario uses the embedded stack.
+    """
+    from capacity.preflight import run_preflight
     from capacity.report.build import build_report
 
-    scenario = load_scenario(options.scenario_path)
-    stack = (
-        EmbeddedStack(scenario, options.state_dir, say) if scenario.targets.embedded_stack else None
-    )
-    with stack if stack is not None else _Null():
+    options = options.absolute()
+    scenario = load_scenario(options.scenario_path, time_scale=options.time_scale)
+    runfolder.check_reports_root(options.reports_root)
+    receiver = TraceRun.open(scenario)  # binds its port now: a busy port stops us before load
+    owned = stack is None and scenario.targets.embedded_stack
+    if not owned and stack is not None and stack.state is not None and scenario.stack_tuning:
+        # A stack held for a series of runs: each run sets its own scenario's knobs.
+        from capacity.stack.tuning import apply_tuning
+
+        apply_tuning(stack.state, scenario.stack_tuning)
+    if owned:
+        stack = EmbeddedStack(
+            scenario, options.state_dir, say, share=options.share_stack, keep=options.keep_stack
+        )
+    elif not scenario.targets.embedded_stack:
+        stack = None
+    with stack if owned and stack is not None else _Null(), receiver or _Null():
         say("checking targets ...")
         run_preflight(scenario)
         run_dir = runfolder.create_run_dir(options.reports_root, scenario.name)
         runfolder.start_run_json(
             run_dir,
             scenario,
-            load={
-                "users": scenario.load.peak_users,
-                "duration_s": scenario.load.total_duration_s,
-                "stages": len(scenario.load.stages),
-            },
-            targets=scenario.targets.health_urls(),
             services=stack.pids() if stack else {},
-            slos=slos_to_json(scenario),
+            stack={
+                "embedded": stack is not None,
+                "started_by_this_run": bool(stack and stack.started),
+            },
+            **({"repeat": options.repeat} if options.repeat else {}),
+            **({"reset": options.reset} if options.reset else {}),
         )
         say(f"run folder: {run_dir}")
+        if receiver is not None:
+            receiver.start(run_dir, say)
         code = run_locust(
-            options, scenario, run_dir, say, service_pids=stack.pids() if stack else {}
+            options,
+            scenario,
+            run_dir,
+            say,
+            service_pids=stack.pids() if stack else {},
+            trace_id_prefix=receiver.prefix if receiver else None,
         )
+        if receiver is not None:
+            receiver.finish(run_dir, say)
+        if stack is not None:
+            runfolder.add_problems(run_dir, stack.shared_with(), scope="all")
         runfolder.update_run_json(
             run_dir,
             status="complete",
@@ -492,26 +498,30 @@ def run_scenario(options: RunOptions, say: Callable[[str], None]) -> RunResult:
     return RunResult(run_dir, summary)
 
 
-def _start_sampler(run_dir: Path, pids: Mapping[str, int], say: Callable[[str], None]) -> Any:
-    from capacity.collect import HostSource, ProcessSource, Sampler
+def _start_sampler(
+    run_dir: Path,
+    scenario: Scenario,
+    service_pids: Mapping[str, int],
+    procs: list[LocustProcess],
+    problems: list[str],
+) -> Any:
+    from capacity.collect import ProcessSource, Sampler
+    from capacity.collect.plan import resource_sources
 
-    sources: list[Any] = [HostSource()]
-    if pids:
-        sources.insert(0, ProcessSource(pids))
+    try:
+        sources = resource_sources(scenario.resources, service_pids)
+    except CapacityError as exc:
+        problems.append(f"resources not sampled: {exc}")
+        sources = []
+    sources.append(ProcessSource({p.name: p.pid for p in procs}))
     sampler = Sampler(
         sources,
         run_dir / runfolder.RESOURCES,
         interval_s=1.0,
-        on_warning=lambda m: _sampler_warning(m, say),
+        on_warning=lambda _message: None,  # collected in sampler.problems, printed at the end
     )
     sampler.start()
     return sampler
-
-
-def _sampler_warning(message: str, say: Callable[[str], None]) -> None:
-    """Pass on sampler warnings, except Locust processes ending (the runner reports those)."""
-    if not message.startswith("process locust"):
-        say(f"warning: {message}")
 
 
 class _Null:

@@ -2,26 +2,71 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from capacity.stack import supervisor
 from capacity.stack.supervisor import StackConfig, StackState
 
+# The real Apollo federation (apollo_dev, apollo_prod...): it starts only for tests that use it.
+pytest_plugins = ["apollo_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO_ROOT / "scenarios"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_history_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Runs made by tests record into a throwaway results store, never the checkout's."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite"
+    old = os.environ.get("CAPACITY_HISTORY")
+    os.environ["CAPACITY_HISTORY"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("CAPACITY_HISTORY", None)
+        else:
+            os.environ["CAPACITY_HISTORY"] = old
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct TCP ports free on 127.0.0.1 right now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def stack_config(state_dir: Path) -> StackConfig:
+    """A stack on free ports whose services send spans to a free port (a run's receiver)."""
+    ports = supervisor.pick_free_ports()
+    (otlp,) = [p for p in free_ports(8) if p not in ports.values()][:1]
+    endpoint = f"http://127.0.0.1:{otlp}/v1/traces"
+    return StackConfig(ports=ports, state_dir=state_dir, otlp_endpoint=endpoint)
+
+
+def otlp_port(state: StackState) -> int | None:
+    """The port the stack's services send spans to (where a run's receiver must listen)."""
+    endpoint = getattr(state, "otlp_endpoint", None)
+    return urlsplit(endpoint).port if endpoint else None
+
+
 @pytest.fixture(scope="session")
 def erp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
-    """The whole embedded stack (Temporal included) on free ports, shared by the session."""
-    config = StackConfig(
-        ports=supervisor.pick_free_ports(), state_dir=tmp_path_factory.mktemp("erp-stack")
-    )
+    """The whole embedded stack (Temporal, PostgreSQL included) on free ports, for the session."""
+    config = stack_config(tmp_path_factory.mktemp("erp-stack"))
     state = supervisor.up(config, timeout_s=90)
     try:
         yield state
@@ -50,7 +95,12 @@ def retarget(text: str, state: StackState) -> str:
         r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', body
     )
     body = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', body)
-    return head + sep + body + tail
+    text = head + sep + body + tail
+    # [traces] port: where this stack's services send their spans (else any free port, never
+    # the default one another run may hold)
+    port = otlp_port(state) or free_ports(1)[0]
+    text = re.sub(r"(?m)^port = \d+", f"port = {port}", text)
+    return text
 
 
 def write_scenario(

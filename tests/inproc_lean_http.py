@@ -182,7 +182,7 @@ def test_connection_refused_is_one_failure_like_locusts(server: str) -> None:
 def test_rules_outcome_check() -> None:
     """The rules form's outcome check, now an assertion check of the HTTP driver."""
     from capacity.drivers.http import compile_answer_check
-    from capacity.scenario_calls import Assertion
+    from capacity.scenario.model import Assertion
 
     expect = {"vatRate": 0.2, "exempt": False}
     assertions = [

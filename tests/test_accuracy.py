@@ -27,21 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import summarize
 from servers import running_server
 
 from capacity import runfolder
-from capacity.analysis import in_steady_state, run_window_of, summarize
+from capacity.analysis.summary import in_steady_state
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 LOCUSTFILE = """
 import json, os, time
 from locust import events
-from capacity.drivers.users import build_user_classes
-from capacity.locust_plugin import load_active_scenario
+from capacity.locust_plugin import locustfile_users
 
-scenario = load_active_scenario("accuracy.toml")
-globals().update(build_user_classes(scenario))
+globals().update(locustfile_users("rules.toml"))
 _pairs, _cpu = [], {}
 
 @events.request.add_listener
@@ -122,11 +121,12 @@ def shared_cpu() -> set[int]:
 
 def steady_mask(run_dir: Path, event_s: np.ndarray) -> np.ndarray:
     """Which requests fell in the slices the summary counts as steady state."""
-    slices = list(runfolder.iter_slices(run_dir))
-    window = run_window_of(slices, runfolder.read_json(run_dir / runfolder.RUN_JSON))
+    meta = runfolder.read_meta(run_dir)
+    assert meta.load_started_at is not None
+    steady_start_s = meta.load_started_at + meta.warmup_s
     mask = np.zeros(len(event_s), dtype=bool)
-    for record in slices:
-        if in_steady_state(record, window):
+    for record in runfolder.iter_slices(run_dir):
+        if in_steady_state(record, steady_start_s):
             start, end = float(record["t_start_s"]), float(record["t_end_s"])
             mask |= (event_s >= start) & (event_s < end)
     return mask

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from capacity.analysis.gate import GateConfig, Reference, RunMetrics, SloSpec
 from capacity.baseline import (
     Baseline,
     dumps_toml,
@@ -19,7 +20,6 @@ from capacity.baseline import (
     save_baseline,
 )
 from capacity.errors import ConfigError
-from capacity.gate import GateConfig, Reference, RunMetrics, SloCeiling
 
 DEVELOPMENT = Path(__file__).resolve().parent.parent / "scenarios/baselines/development.toml"
 
@@ -39,9 +39,9 @@ def test_round_trip_keeps_everything(tmp_path: Path) -> None:
         description="line one\nline two\ttab \x7f",
         config=GateConfig(alpha=0.01, min_effect=0.15, weak_min_effect=0.3, seed=7),
         slos=(
-            SloCeiling("operation", "graphql *", "p95_ms", 500.0),
-            SloCeiling("operation", "rules [a-z]*", "error_rate", 0.001),
-            SloCeiling("service", "*", "mem_mb_max", 512.0),
+            SloSpec("operation", "graphql *", "p95_ms", 500.0),
+            SloSpec("operation", "rules [a-z]*", "error_rate", 0.001),
+            SloSpec("service", "*", "mem_mb_max", 512.0),
         ),
         reference=Reference(
             scenario="smoke",

@@ -25,7 +25,8 @@ import pytest
 from conftest import REPO_ROOT, write_scenario
 
 from capacity import runner
-from capacity.recorder import SliceRecorder, decode_histogram, merge_histograms, percentile_ms
+from capacity.recorder import SliceRecorder
+from capacity.runfolder.histograms import Counts, merge_counts, percentile_ms
 from capacity.runner import RunOptions, run_scenario
 from capacity.stack.supervisor import StackState
 
@@ -35,11 +36,9 @@ PERCENTILES = (50.0, 95.0, 99.0, 99.9, 100.0)
 RAW_LOCUSTFILE = """
 import os, time
 from locust import events
-from capacity.drivers.users import build_user_classes
-from capacity.locust_plugin import REPO_ROOT, load_active_scenario
+from capacity.locust_plugin import locustfile_users
 
-scenario = load_active_scenario(REPO_ROOT / "scenarios" / "rules.toml")
-globals().update(build_user_classes(scenario, kinds=("rules",)))
+globals().update(locustfile_users("rules.toml", kinds=("rules",)))
 _out = []
 
 @events.request.add_listener
@@ -77,12 +76,12 @@ def merged(records: list[dict[str, Any]]) -> dict[str, Any]:
     for record in records:
         for name, op in record["ops"].items():
             if op["hist"]:
-                hists[name].append(decode_histogram(op["hist"]))
-    return {name: merge_histograms(h) for name, h in hists.items()}
+                hists[name].append(Counts.decode(op["hist"]))
+    return {name: merge_counts(h) for name, h in hists.items()}
 
 
 def figures(hist: Any) -> tuple[Any, ...]:
-    return (hist.get_total_count(), *(percentile_ms(hist, p) for p in PERCENTILES))
+    return (hist.total, *(percentile_ms(hist, p) for p in PERCENTILES))
 
 
 @pytest.mark.slow
@@ -148,7 +147,7 @@ def test_master_and_two_workers_merge_exactly(
         expected = figures(hist)
         assert figures(in_order[name]) == expected, name
         assert figures(merged(shuffled)[name]) == expected, name
-        regrouped = merge_histograms(m[name] for m in by_worker if name in m)
+        regrouped = merge_counts(m[name] for m in by_worker if name in m)
         assert figures(regrouped) == expected, name
 
     # Counts add up exactly: slices == raw log == Locust's own final totals.

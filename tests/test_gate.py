@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
-from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
-from capacity.gate import (
+from capacity.analysis.gate import (
     GateConfig,
     Reference,
     RunMetrics,
-    SloCeiling,
+    SloSpec,
     Verdict,
     check_slos,
     compare,
@@ -21,6 +21,7 @@ from capacity.gate import (
     missing_reference_data,
     overall_verdict,
 )
+from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS
 
 BASE = [100.0, 102.0, 98.0, 101.0, 99.0, 100.5]
 CONFIG = GateConfig()
@@ -72,7 +73,12 @@ def test_too_few_runs_make_a_weak_comparison_with_wider_tolerance(n_base: int, n
     assert "weak" in medium.evidence
     big = compare("operation", "x", "p95_ms", base, scaled(BASE[:n_cur], 1.3), CONFIG)
     assert big.weak
-    assert big.verdict == Verdict.REGRESSION
+    # Too few runs to reach alpha: a big shift is suspect (exit 3), not a regression (exit 1)...
+    assert big.verdict == Verdict.SUSPECT and "suspect" in big.evidence
+    # ... unless the user asks weak comparisons to fail the build.
+    strict = dataclasses.replace(CONFIG, fail_weak=True)
+    forced = compare("operation", "x", "p95_ms", base, scaled(BASE[:n_cur], 1.3), strict)
+    assert forced.verdict == Verdict.REGRESSION
 
 
 def test_three_runs_per_side_can_reach_alpha() -> None:
@@ -155,10 +161,10 @@ def run_metrics(
 def test_slo_patterns_aggregate_over_runs() -> None:
     runs = [run_metrics("r1", 400.0), run_metrics("r2", 450.0, 0.05, 300), run_metrics("r3", 600.0)]
     ceilings = [
-        SloCeiling("operation", "graphql *", "p95_ms", 500.0),
-        SloCeiling("operation", "graphql *", "error_rate", 0.01),
-        SloCeiling("operation", "workflow complete *", "p95_ms", 2000.0),
-        SloCeiling("service", "*", "mem_mb_max", 512.0),
+        SloSpec("operation", "graphql *", "p95_ms", 500.0),
+        SloSpec("operation", "graphql *", "error_rate", 0.01),
+        SloSpec("operation", "workflow complete *", "p95_ms", 2000.0),
+        SloSpec("service", "*", "mem_mb_max", 512.0),
     ]
     checks = {(c.target, c.metric): c for c in check_slos(ceilings, runs)}
     assert set(checks) == {
@@ -176,7 +182,7 @@ def test_slo_patterns_aggregate_over_runs() -> None:
 
 def test_slo_without_any_value_fails() -> None:
     run = RunMetrics("r1", "smoke", {"graphql GetCustomer": {"p95_ms": None}}, {})
-    (check,) = check_slos([SloCeiling("operation", "graphql *", "p95_ms", 500.0)], [run])
+    (check,) = check_slos([SloSpec("operation", "graphql *", "p95_ms", 500.0)], [run])
     assert check.verdict == Verdict.FAIL
     assert "missing data" in check.evidence
 
@@ -217,7 +223,7 @@ def test_evaluate_orders_slos_then_relative_and_notes_extras() -> None:
         services={},
     )
     runs = [run_metrics(f"c{i}", v) for i, v in enumerate(scaled(BASE, 1.3))]
-    report = evaluate([SloCeiling("operation", "*", "p95_ms", 500.0)], reference, runs, CONFIG)
+    report = evaluate([SloSpec("operation", "*", "p95_ms", 500.0)], reference, runs, CONFIG)
     assert [c.verdict for c in report.slo_checks] == [Verdict.PASS, Verdict.PASS]
     assert [c.verdict for c in report.relative_checks] == [Verdict.REGRESSION]
     assert report.verdict == Verdict.REGRESSION
@@ -228,8 +234,8 @@ def test_evaluate_orders_slos_then_relative_and_notes_extras() -> None:
 def test_slo_on_too_few_requests_is_inconclusive_either_way() -> None:
     few = [run_metrics("r1", 400.0, count=30), run_metrics("r2", 900.0, 0.2, count=30)]
     ceilings = [
-        SloCeiling("operation", "graphql *", "p95_ms", 500.0),
-        SloCeiling("operation", "graphql *", "error_rate", 0.01),
+        SloSpec("operation", "graphql *", "p95_ms", 500.0),
+        SloSpec("operation", "graphql *", "error_rate", 0.01),
     ]
     checks = check_slos(ceilings, few)
     assert [c.verdict for c in checks] == [Verdict.INCONCLUSIVE, Verdict.FAIL]  # 60 pooled

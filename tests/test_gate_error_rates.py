@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacity.gate import GateConfig, Verdict, compare
+from capacity.analysis.gate import GateConfig, Verdict, compare
 
 TRIALS = 300
 RUNS_PER_SIDE = 6

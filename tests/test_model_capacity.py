@@ -7,19 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from capacity.errors import CapacityError
-from capacity.model import (
-    DemandModel,
-    ServiceDemand,
+from capacity.analysis.model import (
     detect_knee,
-    estimate_demand,
-    first_bottleneck,
     fit_usl,
-    project,
     slo_limited_capacity,
     usl_throughput,
 )
-from capacity.steps import StepStats
+from capacity.analysis.planning import (
+    DemandModel,
+    ServiceDemand,
+    estimate_demand,
+    first_bottleneck,
+    project,
+)
+from capacity.analysis.steps import StepStats
+from capacity.errors import CapacityError
 
 
 def step(

@@ -11,16 +11,23 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from capacity.model import (
+from capacity.analysis.model import (
     detect_knee,
-    estimate_demand,
-    first_bottleneck,
     fit_usl,
-    project,
     slo_limited_capacity,
     usl_throughput,
 )
-from capacity.steps import find_steady_windows, inconsistent_steps, slices_frame, summarize_steps
+from capacity.analysis.planning import (
+    estimate_demand,
+    first_bottleneck,
+    project,
+)
+from capacity.analysis.steps import (
+    find_steady_windows,
+    inconsistent_steps,
+    slices_frame,
+    summarize_steps,
+)
 
 SIGMA, KAPPA, LAMBDA_RPS = 0.04, 0.0008, 8.0
 THINK_S = 0.05

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from capacity.model import fit_usl, usl_throughput
+from capacity.analysis.model import fit_usl, usl_throughput
 
 LAMBDA_RPS = 100.0
 # Per-step multiplicative throughput noise the recovery criteria are checked at. At 1% the

@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from capacity.recorder import (
-    SliceRecorder,
-    decode_histogram,
-    merge_histograms,
-    new_histogram,
-    percentile_ms,
-)
+from capacity.recorder import SliceRecorder
+from capacity.runfolder.histograms import Counts, merge_counts, new_histogram, percentile_ms
 
 
 def exact_percentile_ms(samples_ms: np.ndarray, pct: float) -> float:
@@ -30,7 +25,7 @@ def test_percentiles_within_hdr_precision(median_ms: float) -> None:
     for ms in samples:
         rec.on_request(name="op", response_time=float(ms))
     rec.close_slice()
-    hist = decode_histogram(recorded[0]["ops"]["op"]["hist"])
+    hist = Counts.decode(recorded[0]["ops"]["op"]["hist"])
     ordered = np.sort(samples)
     for pct in (50.0, 95.0, 99.0, 99.9):
         got = percentile_ms(hist, pct)
@@ -55,9 +50,9 @@ def test_merged_slices_equal_one_histogram_of_all_samples() -> None:
             workers[i % 3].close_slice()
     for w in workers:
         w.close_slice()
-    hists = [decode_histogram(s["ops"]["op"]["hist"]) for s in slices if "op" in s["ops"]]
-    merged = merge_histograms(hists)
-    assert merged.get_total_count() == len(samples)
+    hists = [Counts.decode(s["ops"]["op"]["hist"]) for s in slices if "op" in s["ops"]]
+    merged = merge_counts(hists)
+    assert merged.total == len(samples)
     assert sum(s["ops"]["op"]["count"] for s in slices if "op" in s["ops"]) == len(samples)
     for pct in (50.0, 95.0, 99.0, 99.9):
         assert percentile_ms(merged, pct) == percentile_ms(single, pct)
@@ -92,5 +87,5 @@ def test_empty_slice_has_no_ops_and_clamps_extremes() -> None:
     rec.on_request(name="op", response_time=10_000_000.0)
     record = rec.close_slice()
     assert record is not None
-    hist = decode_histogram(record["ops"]["op"]["hist"])
-    assert hist.get_total_count() == 2
+    hist = Counts.decode(record["ops"]["op"]["hist"])
+    assert hist.total == 2

@@ -136,8 +136,8 @@ def test_report_on_a_missing_folder_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_stack_ports_follow_a_non_default_temporal_port(tmp_path: Path) -> None:
-    from capacity.runner import stack_ports
     from capacity.scenario import load_scenario
+    from capacity.stack.embedded import stack_ports
 
     default = stack_ports(load_scenario(REPO_ROOT / "scenarios" / "smoke.toml"))
     assert default["temporal"] == 7233 and "temporal-http" not in default  # stack defaults
@@ -151,3 +151,35 @@ def test_stack_ports_follow_a_non_default_temporal_port(tmp_path: Path) -> None:
     ports = stack_ports(load_scenario(moved))
     assert ports["temporal"] == 17233
     assert (ports["temporal-http"], ports["temporal-metrics"]) == (17243, 17244)
+
+
+def test_plain_locust_and_capacity_run_folders_judge_the_same_slos(
+    smoke_run, erp_stack: StackState, tmp_path: Path
+) -> None:
+    """Whoever writes a run folder records the same metadata, so the same scenario gives the
+    same SLO rows (limits, targets, metrics) and the same planned load."""
+    _proc, run_dirs = smoke_run
+    managed = run_dirs[0]
+    scenario = json.loads((managed / "run.json").read_text())["scenario_path"]
+    plain = tmp_path / "plain"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "locust", "-f", str(REPO_ROOT / "locustfiles" / "erp.py"),
+            "--scenario", scenario, "--headless", "--run-dir", str(plain), "--only-summary",
+            "--state-dir", str(erp_stack.state_dir), "-u", "20", "-r", "10", "-t", "14s",
+        ],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    summary = json.loads((plain / "summary.json").read_text())
+    assert proc.returncode == {"pass": 0, "fail": 1, "inconclusive": 3}[summary["verdict"]]
+
+    def rows(folder: Path) -> set[tuple[str, str, str, float]]:
+        slos = json.loads((folder / "summary.json").read_text())["slos"]
+        return {(s["kind"], s["target"], s["metric"], s["limit"]) for s in slos}
+
+    assert rows(plain) == rows(managed)
+    meta = {k: json.loads((f / "run.json").read_text()) for k, f in (("p", plain), ("m", managed))}
+    for key in ("slos", "warmup_s", "slice_s", "targets", "scenario_sha256", "host_cores"):
+        assert meta["p"][key] == meta["m"][key], key
+    assert meta["p"]["load"]["users"] == meta["m"]["load"]["users"] == 20
+    assert meta["p"]["load"]["duration_s"] == 14.0

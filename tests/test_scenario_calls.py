@@ -14,7 +14,7 @@ from test_scenario import bad
 
 from capacity.errors import ConfigError
 from capacity.scenario import load_scenario
-from capacity.scenario_calls import rules_requests, workflow_args
+from capacity.scenario.calls import rules_requests, workflow_args
 
 DATA = '[data.orders]\ncsv = "data/orders.csv"\n[data.customers]\ncsv = "data/customers.csv"\n'
 REQUEST = """
@@ -222,7 +222,10 @@ def test_rules_form_still_loads_and_becomes_http_requests_with_the_same_bodies()
             WORKFLOW + 'id = "x-${uuid:int}"\n',
             "key 'users.workflows.workflows[0].id': '${uuid:int}': write '${uuid}' alone",
         ),
-        (WORKFLOW + "schedule_to_start_per_s = -1\n", "schedule_to_start_per_s': must be >= 0"),
+        (
+            WORKFLOW + "schedule_to_start_per_s = -1\n",
+            "schedule_to_start_per_s': must be in [0, 1000], got -1",
+        ),
         (
             WORKFLOW.replace('args = ["INV-000001", "manager"]', 'args = "INV-000001"'),
             "key 'users.workflows.workflows[0].args': expected a table (the one argument) or an",

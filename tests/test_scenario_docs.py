@@ -6,15 +6,15 @@ import re
 
 from conftest import REPO_ROOT
 
-LOADERS = (REPO_ROOT / "capacity" / "scenario.py", REPO_ROOT / "capacity" / "scenario_calls.py")
+LOADER = REPO_ROOT / "capacity" / "scenario"
 DOCS = REPO_ROOT / "scenarios" / "README.md"
 
 
 def loader_keys() -> set[str]:
-    source = "\n".join(p.read_text(encoding="utf-8") for p in LOADERS)
+    files = [*sorted(LOADER.glob("*.py")), REPO_ROOT / "capacity" / "traces" / "config.py"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in files)
     patterns = (
-        r'\.(?:get|require|positive|sub)\(\s*"([a-z_]+)"',
-        r'_opt_positive\(\w+, "([a-z_0-9]+)"',
+        r'\.(?:get|require|positive|sub|number|integer|file_path)\(\s*"([a-z_]+)"',
         r'_choice\(\w+, "([a-z_]+)"',  # a key with a fixed set of values
         r'\.seen\.add\("([a-z_]+)"\)',  # a key of any JSON type, read from the table
         r'"([a-z_]+)" in \w+\.table',  # a key whose presence picks the form
@@ -23,7 +23,10 @@ def loader_keys() -> set[str]:
     # Keys of which exactly one is given: `for k in ("a", "b") if k in x.table`.
     for group in re.findall(r"for k in \(([^)]*)\) if k in \w+\.table", source):
         keys |= set(re.findall(r'"([a-z_]+)"', group))
-    return keys
+    from capacity.slos import METRICS, SERVICE_METRIC_ALIASES
+
+    metrics = {m for names in METRICS.values() for m in names} | set(SERVICE_METRIC_ALIASES)
+    return keys | metrics
 
 
 def test_loader_keys_are_found() -> None:

@@ -470,7 +470,9 @@ def test_port_in_use_is_named_before_anything_starts(tmp_path: Path) -> None:
         busy.listen()
         taken = busy.getsockname()[1]
         config = StackConfig(ports={**ports, "gateway": taken}, state_dir=tmp_path / "s")
-        with pytest.raises(StackError, match=rf"port {taken} \(gateway\) is already in use"):
+        with pytest.raises(
+            StackError, match=rf"cannot start gateway on .*: port {taken} is already in use"
+        ):
             supervisor.up(config)
     assert not (tmp_path / "s").exists()
 
@@ -485,7 +487,7 @@ def test_failed_start_stops_what_started_and_names_the_service(
             return [sys.executable, "-c", "print('boom: cannot start'); raise SystemExit(3)"]
         return real_command(name, *args)
 
-    monkeypatch.setattr(supervisor, "SERVICES", ("master-data", "gateway"))
+    monkeypatch.setattr(supervisor, "SERVICES", ("postgres", "master-data", "gateway"))
     monkeypatch.setattr(supervisor, "_command", command)
     ports = supervisor.pick_free_ports()
     with pytest.raises(StackError, match=r"^gateway exited with code 3.*gateway\.log.*boom"):
@@ -503,7 +505,7 @@ def test_cli_down_leaves_no_process_and_no_port(
     assert cli.main(["stack", "status", "--state-dir", str(stack.state_dir)]) == 1
     assert "unhealthy" in capsys.readouterr().out
     assert cli.main(["stack", "down", "--state-dir", str(stack.state_dir)]) == 0
-    assert "stopped: temporal, master-data, workflow, gateway" in capsys.readouterr().err
+    assert "stopped: temporal, postgres, master-data, workflow, gateway" in capsys.readouterr().err
     for pid in pids.values():
         with contextlib.suppress(psutil.NoSuchProcess):
             assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

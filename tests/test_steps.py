@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from capacity.errors import CapacityError
-from capacity.steps import (
+from capacity.analysis.steps import (
     StepWindow,
     find_steady_windows,
     inconsistent_steps,
@@ -25,6 +24,7 @@ from capacity.steps import (
     summarize_step,
     summarize_steps,
 )
+from capacity.errors import CapacityError
 
 SLICE_S = 5.0
 
@@ -65,7 +65,7 @@ def test_merged_slice_histograms_give_the_percentiles_of_all_samples() -> None:
 def test_merge_leaves_inputs_untouched_and_handles_none() -> None:
     a, b = hist_of(np.array([1000, 2000])), hist_of(np.array([3000]))
     merged = merge_histograms([a, b])
-    assert merged is not None and merged.get_total_count() == 3
+    assert merged is not None and merged.total == 3
     assert a.get_total_count() == 2 and b.get_total_count() == 1
     assert merge_histograms([]) is None
     empty = latency_percentiles_ms([])

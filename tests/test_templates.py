@@ -15,7 +15,7 @@ from capacity.drivers.variables import PoolCursor
 from capacity.jsonpointer import MISSING, PointerError, parse_pointer, resolve
 from capacity.refs import has_refs, split_refs, whole_ref
 from capacity.scenario import DataPool
-from capacity.scenario_calls import Assertion
+from capacity.scenario.model import Assertion
 
 ORDERS = DataPool(
     "orders",

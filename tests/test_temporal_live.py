@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from conftest import write_scenario
-from test_drivers_live import admin, op_totals, run_locust
+from helpers import summarize
+from test_drivers_live import admin, op_totals, run_locust, verdict_exit
 
 from capacity import runfolder
-from capacity.analysis import summarize
 from capacity.stack.supervisor import StackState, temporal_binary
 
 pytestmark = pytest.mark.stack
@@ -78,7 +78,7 @@ def test_signals_queries_and_updates_are_counted_and_their_failures_named(
     proc = run_locust(
         "erp.py", path, tmp_path / "run", "-u", "6", "-r", "6", "-t", "5s", "--stop-timeout", "20"
     )
-    assert proc.returncode == 1, proc.stderr[-3000:]  # the invalid updates and late signals
+    assert proc.returncode == verdict_exit(tmp_path / "run")[1], proc.stderr[-3000:]
     totals = op_totals(tmp_path / "run")
     starts = totals["workflow start InvoiceApproval"]["count"]
     queries = totals["workflow query InvoiceApproval status"]
@@ -145,7 +145,7 @@ def test_schedule_to_start_grows_when_the_workers_are_slowed_and_starts_do_not(
     path = scenario(tmp_path, erp_stack, LOAD, "load")
     wait_until_idle(erp_stack)
     normal = run_locust("erp.py", path, tmp_path / "normal", "-u", "3", "-r", "3", "-t", "5s")
-    assert normal.returncode == 0, normal.stderr[-3000:]
+    assert normal.returncode == verdict_exit(tmp_path / "normal")[1], normal.stderr[-3000:]
     wait_until_idle(erp_stack)  # the slowed run starts from an empty task queue too
     admin(erp_stack, "workflow", "tuning", {"worker_task_slots": 2, "worker_task_delay_ms": 200})
     try:
@@ -153,7 +153,7 @@ def test_schedule_to_start_grows_when_the_workers_are_slowed_and_starts_do_not(
     finally:
         admin(erp_stack, "workflow", "tuning", {"worker_task_slots": 0, "worker_task_delay_ms": 0})
         wait_until_idle(erp_stack)
-    assert slowed.returncode == 0, slowed.stderr[-3000:]
+    assert slowed.returncode == verdict_exit(tmp_path / "slowed")[1], slowed.stderr[-3000:]
     before, queue_before = saturation(tmp_path / "normal")
     after, queue_after = saturation(tmp_path / "slowed")
     figures = {"normal": (before, queue_before), "slowed": (after, queue_after)}

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from helpers import summarize
 
-from capacity.analysis import summarize
-from capacity.recorder import encode_histogram, new_histogram
+from capacity.analysis.temporal import temporal_summary
 from capacity.report.render import render_html, render_markdown
-from capacity.temporal_stats import temporal_summary
+from capacity.runfolder.histograms import encode_histogram, new_histogram
 
 
 def hist_of(values_ms: list[float]) -> str:

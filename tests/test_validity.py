@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import OperationSlo, summarize
 
-from capacity.analysis import summarize
-from capacity.recorder import INTENDED_START_KEY, SliceRecorder
-from capacity.scenario import OperationSlo
-from capacity.validity import (
+from capacity.analysis.resources import digest_resources
+from capacity.analysis.validity import (
     arrival_reasons,
     arrival_totals,
     is_load_generator,
-    load_generator_cpu,
     saturation_reasons,
 )
+from capacity.recorder import INTENDED_START_KEY, SliceRecorder
 
 META = {"run_id": "r", "scenario": "s", "status": "complete", "warmup_s": 0.0}
 
@@ -25,9 +24,8 @@ def slices(
 ) -> list[dict]:
     clock = {"t": t0}
     out: list[dict] = []
-    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"])
-    if arrival is not None:
-        rec.add_slice_field("arrival", lambda: dict(arrival))
+    on_close = (lambda record: record.update(arrival=dict(arrival))) if arrival else None
+    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"], on_close=on_close)
     for _ in range(seconds):
         for _ in range(per_s):
             rec.on_request(name="graphql Q", response_time=10.0)
@@ -99,7 +97,9 @@ def test_load_generator_at_the_limit_is_still_valid() -> None:
     assert s["verdict"] == "pass" and s["reasons"] == []
     # samples outside the run do not count
     late = resources({"locust": [1.0] * 5}, t0=2000.0)
-    assert load_generator_cpu(late, 1000.0, 1020.0) == {}
+    digest = digest_resources([late], steady_start_s=1000.0, load_start_s=1000.0, end_s=1020.0,
+                              chart_bucket_s=1.0)  # fmt: skip
+    assert digest.load_generators == {}
     assert saturation_reasons({}) == []
 
 
@@ -159,3 +159,53 @@ def test_intended_percentiles_are_summarised_and_judged() -> None:
     (slo,) = s["slos"]
     assert slo["basis"] == "intended" and slo["value"] == op["p95_intended_ms"]
     assert s["verdict"] == "fail"
+
+
+def test_how_the_run_went_reaches_the_verdict() -> None:
+    """A load generator that did not end cleanly, problems recorded during the run, a run
+    shorter than planned: each is a reason, and none can be a pass (issue 11)."""
+    ok = slices(20, 50)
+    assert run(ok, load={"duration_s": 20.0})["verdict"] == "pass"
+    killed = run(ok, load={"duration_s": 20.0}, locust_exit_code=-9)
+    assert killed["verdict"] == "inconclusive"
+    assert (
+        "the load generator (Locust) exited with signal SIGKILL before a clean end"
+        in (killed["reasons"])
+    )
+    legacy = run(ok, schema=1, load={"duration_s": 20.0}, locust_exit_code=1)
+    assert legacy["verdict"] == "pass"  # schema 1: Locust exited 1 on any request failure
+    died = run(ok, load={"duration_s": 20.0}, problems=["process temporal (pid 7) is gone"])
+    assert (
+        died["verdict"] == "inconclusive" and "process temporal (pid 7) is gone" in died["reasons"]
+    )
+    short = run(slices(8, 50), load={"duration_s": 20.0})
+    assert short["verdict"] == "inconclusive"
+    assert any(
+        r.startswith("the run was shorter than planned: load ran 8.0 s") for r in short["reasons"]
+    )
+
+
+def test_a_breach_a_broken_run_may_have_caused_is_not_judged() -> None:
+    """A saturated load generator inflates latency: its P95 breach is not a fail. A shared
+    stack taints everything. A real error-rate breach still fails."""
+    slow = [dict(s) for s in slices(20, 50)]
+    for record in slow:
+        record["ops"] = {
+            name: {**op, "hist": slices_of_latency(900.0, op["count"])}
+            for name, op in record["ops"].items()
+        }
+    saturated = resources({"locust": [0.99] * 20})
+    judged = run(slow, saturated)
+    (row,) = judged["slos"]
+    assert row["passed"] is None and row.get("untrusted") is True
+    assert judged["verdict"] == "inconclusive"
+    shared = run(slow, problems=[{"text": "shared: another run used the stack", "scope": "all"}])
+    assert shared["verdict"] == "inconclusive"
+
+
+def slices_of_latency(latency_ms: float, count: int) -> str:
+    from capacity.runfolder.histograms import encode_histogram, new_histogram
+
+    hist = new_histogram()
+    hist.record_value(int(latency_ms * 1000), count)
+    return encode_histogram(hist)

@@ -1,16 +1,16 @@
 """Resource collection: processes, Docker containers and the host, sampled into resources.csv."""
 
-from capacity.collect.csvfile import (
+from capacity.collect.docker_source import DockerSource, connect_docker
+from capacity.collect.process_source import HostSource, ProcessSource
+from capacity.collect.sampler import Sampler
+from capacity.collect.samples import ResourceSample, Source
+from capacity.runfolder.resources import (
     ALL_COLUMNS,
     COLUMNS,
     ResourceWriter,
     merge_resource_files,
     read_resources,
 )
-from capacity.collect.docker_source import DockerSource, connect_docker
-from capacity.collect.process_source import HostSource, ProcessSource
-from capacity.collect.sampler import Sampler
-from capacity.collect.samples import ResourceSample, Source
 
 __all__ = [
     "ALL_COLUMNS",

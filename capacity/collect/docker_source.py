@@ -33,6 +33,7 @@ from capacity.collect.samples import CounterDeltas, ResourceSample, bytes_to_mb
 from capacity.errors import TargetUnreachable
 
 COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 _DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _API_WORKERS = 32  # concurrent one-shot stats calls; connect_docker sizes its pool to match
 
@@ -48,16 +49,21 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def connect_docker(timeout_s: float = 5.0) -> Any:
-    """A docker client from the environment (DOCKER_HOST...), pinged once.
+def connect_docker(timeout_s: float = 5.0, base_url: str | None = None) -> Any:
+    """A docker client for `base_url`, else from the environment (DOCKER_HOST...), pinged once.
 
     Raises TargetUnreachable with one line naming the daemon address when it does not answer.
     """
     import docker
 
-    address = os.environ.get("DOCKER_HOST") or _DEFAULT_DOCKER_HOST
+    address = base_url or os.environ.get("DOCKER_HOST") or _DEFAULT_DOCKER_HOST
     try:
-        client = docker.from_env(timeout=timeout_s, max_pool_size=_API_WORKERS)
+        if base_url:
+            client = docker.DockerClient(
+                base_url=base_url, timeout=int(timeout_s), max_pool_size=_API_WORKERS
+            )
+        else:
+            client = docker.from_env(timeout=timeout_s, max_pool_size=_API_WORKERS)
         client.ping()
     except _docker_errors() as exc:
         raise TargetUnreachable(
@@ -144,8 +150,10 @@ class DockerSource:
         proc_root: Path = PROC_ROOT,
         rediscover_s: float = 5.0,
         timeout_s: float = 5.0,
+        service_names: bool = False,
     ) -> None:
         self.pattern = pattern
+        self.service_names = service_names
         self.project = project
         self.label = label
         self.cgroup_root = cgroup_root
@@ -166,6 +174,8 @@ class DockerSource:
         self._pool: ThreadPoolExecutor | None = None
         self._deltas = CounterDeltas()
         self._warnings: list[str] = []
+        self.gone: list[str] = []  # targets that stopped since the sampler last looked
+        self.returned: list[str] = []  # ... and that run again
         self._daemon_lost = False
         self._warned_empty = False
         self._next_discovery = 0.0
@@ -251,9 +261,15 @@ class DockerSource:
             name = next((n for n in names if "/" not in n), names[0] if names else entry["Id"][:12])
             if self.pattern and not fnmatch.fnmatchcase(name, self.pattern):
                 continue
+            service = (entry.get("Labels") or {}).get(COMPOSE_SERVICE_LABEL)
+            if self.service_names and service:
+                name = str(service)  # vextrus-master-data-1 is the service master-data
             seen[entry["Id"]] = (name, entry.get("State") == "running")
         for container_id in list(self._containers):
             if container_id not in seen:
+                name = self._containers[container_id].name
+                self._warnings.append(f"container {name} was removed during the run")
+                self.gone.append(name)
                 self._drop(container_id)
         fallback: list[str] = []
         for container_id, (name, running) in seen.items():
@@ -261,6 +277,11 @@ class DockerSource:
             if known is None:
                 known = _Container(id=container_id, name=name, running=running)
                 self._containers[container_id] = known
+            if known.running and not running:
+                self._warnings.append(f"container {name} stopped during the run")
+                self.gone.append(name)
+            elif running and not known.running and known.attached:
+                self.returned.append(name)
             known.name, known.running = name, running
             if running and not known.attached:
                 reason = self._attach(known)

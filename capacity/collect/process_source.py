@@ -42,6 +42,7 @@ class ProcessSource:
         self.tree_refresh_s = tree_refresh_s
         self._trees: dict[str, _Tree] = {}
         self._dead: set[str] = set()
+        self.gone: list[str] = []  # services whose process ended, in order
         self._deltas = CounterDeltas()
         self._warnings: list[str] = []
         for service, pid in self.targets.items():
@@ -62,6 +63,7 @@ class ProcessSource:
         if service not in self._dead:
             self._dead.add(service)
             self._warnings.append(f"process {service} (pid {pid}) is gone; no more samples for it")
+            self.gone.append(service)
         self._trees.pop(service, None)
         self._deltas.forget(service)
 
@@ -90,7 +92,9 @@ class ProcessSource:
             ts = time.time()
             now_mono = time.monotonic()
             try:
-                if not tree.root.is_running():
+                # A killed child of this process stays a zombie until reaped: it is gone, and
+                # its zero CPU and memory must not read as a healthy, idle service.
+                if not tree.root.is_running() or tree.root.status() == psutil.STATUS_ZOMBIE:
                     raise psutil.NoSuchProcess(tree.root.pid)
                 cpu_s, rss = self._read_tree(tree, now_mono)
             except _GONE:

@@ -16,14 +16,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from capacity.collect.csvfile import ResourceWriter
 from capacity.collect.samples import ResourceSample, Source
+from capacity.runfolder.resources import ResourceWriter
 
 log = logging.getLogger("capacity.collect")
 
 
 def _log_warning(message: str) -> None:
     log.warning("%s", message)
+
+
+def _drain(source: object, attr: str) -> list[str]:
+    items = getattr(source, attr, None)
+    if not isinstance(items, list) or not items:
+        return []
+    taken = list(items)
+    items.clear()
+    return taken
+
+
+# Warnings that lose no data: a fallback to another way of reading, a daemon back, nothing
+# matched yet (an SLO on an unsampled service is inconclusive on its own).
+BENIGN_WARNINGS = (
+    "cgroup files not readable",
+    "docker daemon reachable again",
+    "no container matches",
+)
 
 
 class Sampler:
@@ -52,6 +70,9 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._warned: set[str] = set()
+        self.problems: list[str] = []  # warnings that mean data is missing or a target died
+        # Targets seen to die (or stop) and come back: (target, from_s, to_s or None).
+        self.outages: list[tuple[str, float, float | None]] = []
 
     @property
     def samples_written(self) -> int:
@@ -62,6 +83,8 @@ class Sampler:
         if message in self._warned:
             return
         self._warned.add(message)
+        if not message.startswith(BENIGN_WARNINGS):
+            self.problems.append(message)
         try:
             self.on_warning(message)
         except Exception:  # a broken callback must not kill sampling
@@ -115,6 +138,7 @@ class Sampler:
             if callable(take):
                 for message in take():
                     self.warn(message)
+        self._note_outages()
         if self._writer is not None:
             try:
                 self._writer.write(samples)
@@ -124,6 +148,19 @@ class Sampler:
         self.ticks += 1
         self.busy_s += time.perf_counter() - started
         return samples
+
+    def _note_outages(self) -> None:
+        """Open an outage when a source reports a target gone, close it when it is back."""
+        now = time.time()
+        for source in self.sources:
+            for target in _drain(source, "gone"):
+                self.outages.append((target, now, None))
+            for target in _drain(source, "returned"):
+                for i in range(len(self.outages) - 1, -1, -1):
+                    name, start, end = self.outages[i]
+                    if name == target and end is None:
+                        self.outages[i] = (name, start, now)
+                        break
 
     def _run(self) -> None:
         origin = time.monotonic()

@@ -8,31 +8,12 @@ went backwards means the target restarted" are decided in one place for all sour
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
+
+from capacity.runfolder.resources import ResourceSample
 
 SourceKind = Literal["process", "container", "host"]
 BYTES_PER_MB = 1024 * 1024  # mem_mb is MiB, as `docker stats` prints it
-
-
-@dataclass(frozen=True)
-class ResourceSample:
-    """One target's resource figures at one instant (a row of resources.csv).
-
-    `cpu_cores` is the mean over the interval since this target's previous sample;
-    `cpu_throttled_s` is the CFS throttled time within that same interval. None = not available.
-    `host` and `container_id` are extra columns that let timelines from several hosts merge.
-    """
-
-    ts_unix_s: float
-    source: str
-    target: str
-    cpu_cores: float | None
-    mem_mb: float | None
-    mem_limit_mb: float | None
-    cpu_throttled_s: float | None
-    host: str = ""
-    container_id: str = ""
 
 
 @runtime_checkable

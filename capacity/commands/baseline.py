@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from capacity.analysis.gate import format_value
 from capacity.baseline import Baseline, load_baseline, new_baseline, read_runs, save_baseline
 from capacity.errors import EXIT_PASS
-from capacity.gate import format_value
 
 SAVE_EPILOG = """\
 examples:

@@ -13,10 +13,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from capacity.analysis.gate import (
+    GateConfig,
+    GateReport,
+    RunMetrics,
+    evaluate,
+    missing_reference_data,
+)
 from capacity.baseline import Baseline, load_baseline, read_runs
 from capacity.errors import ConfigError
-from capacity.gate import GateConfig, GateReport, RunMetrics, evaluate, missing_reference_data
 from capacity.gate_output import render_json, render_junit, render_markdown, render_table
+from capacity.runfolder.files import write_text_atomic
 
 EPILOG = """\
 examples:
@@ -25,10 +32,18 @@ examples:
       --junit gate.xml --markdown gate.md --json gate.json
 
 A regression needs both a one-sided Mann-Whitney U test on per-run values at --alpha and a
-median shift above --min-effect; with too few runs for the test (1 vs 1...) the comparison is
-weak and judged on the shift alone with the wider weak tolerance. When $GITHUB_STEP_SUMMARY is
-set, the Markdown summary is appended to it.
-exit codes: 0 pass, 1 SLO failed or regression, 2 bad input, 3 inconclusive."""
+median shift above --min-effect. With too few runs for the test ever to reach --alpha (1 vs 1,
+2 vs 2...) the comparison is weak: a shift above the wider weak tolerance is reported as
+`suspect` (exit 3), not a regression, unless --fail-weak says to fail on it. A metric from a
+run with too few requests is not judged. When $GITHUB_STEP_SUMMARY is set, the Markdown
+summary is appended to it.
+With --history (a results store: a SQLite file, a postgresql:// URL, or the default
+.capacity/history.sqlite / $CAPACITY_HISTORY) the reference runs are the --last N most recent
+recorded runs of the same scenario and environment fingerprint instead of a baseline file's;
+the SLO ceilings are then --baseline's if given, else the scenario's own.
+  capacity check reports/RUN1 reports/RUN2 --history .capacity/history.sqlite --last 10
+exit codes: 0 pass, 1 SLO failed or regression, 2 bad input, 3 inconclusive or suspect,
+4 internal error."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,10 +56,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--baseline", required=True, type=Path, metavar="FILE")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="FILE",
+        help="baseline file: SLO ceilings, gate settings and (without --history) the reference",
+    )
+    parser.add_argument(
+        "--history",
+        nargs="?",
+        const="",
+        metavar="DB",
+        help="take the reference runs from this results store (default store if no DB given)",
+    )
+    parser.add_argument(
+        "--last",
+        type=int,
+        default=10,
+        metavar="N",
+        help="with --history: how many recent matching runs form the reference (default 10)",
+    )
     parser.add_argument("--alpha", type=float, help="significance level (baseline's, or 0.05)")
     parser.add_argument(
         "--min-effect", type=float, help="minimum relative median shift (baseline's, or 0.10)"
+    )
+    parser.add_argument(
+        "--fail-weak",
+        action="store_true",
+        default=None,
+        help="fail (exit 1) on a shift a weak comparison cannot show significant, instead of "
+        "reporting it suspect (exit 3)",
     )
     parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
@@ -52,9 +93,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def gate_config(baseline: Baseline, alpha: float | None, min_effect: float | None) -> GateConfig:
+def gate_config(
+    baseline: Baseline,
+    alpha: float | None,
+    min_effect: float | None,
+    fail_weak: bool | None = None,
+) -> GateConfig:
     """The baseline's settings with command-line overrides applied."""
     overrides: dict[str, Any] = {}
+    if fail_weak is not None:
+        overrides["fail_weak"] = fail_weak
     if alpha is not None:
         overrides["alpha"] = alpha
     if min_effect is not None:
@@ -102,9 +150,9 @@ def write_outputs(report: GateReport, args: argparse.Namespace) -> None:
             continue
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot write ({exc.strerror})") from exc
+            raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        write_text_atomic(path, text)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         try:
@@ -114,12 +162,49 @@ def write_outputs(report: GateReport, args: argparse.Namespace) -> None:
             raise ConfigError(f"GITHUB_STEP_SUMMARY={step_summary}: cannot append") from exc
 
 
+def history_baseline(
+    args: argparse.Namespace, runs: tuple[RunMetrics, ...]
+) -> tuple[Path, Baseline, tuple[str, ...]]:
+    """A baseline whose reference comes from the results store (`--history`), and notes."""
+    from capacity.history.reference import history_reference, scenario_ceilings
+    from capacity.history.store import open_store
+
+    if args.last < 1:
+        raise ConfigError(f"--last must be at least 1, got {args.last}")
+    template = load_baseline(args.baseline) if args.baseline else None
+    with open_store(args.history) as store:
+        found = history_reference(store, runs, args.run_dirs, args.last)
+        name = store.name
+    slos = template.slos if template else scenario_ceilings(args.run_dirs[0])
+    baseline = Baseline(
+        name=f"history {name}",
+        description="",
+        config=template.config if template else GateConfig(),
+        slos=slos,
+        reference=found.reference,
+    )
+    notes = found.notes
+    if template is not None and template.reference is not None:
+        notes += (f"{args.baseline}'s reference is not used (--history)",)
+    if template is None:
+        notes += ("SLO ceilings: the scenario's own (from run.json)",)
+    return Path(name), baseline, notes
+
+
 def run(args: argparse.Namespace) -> int:
-    baseline = load_baseline(args.baseline)
+    if args.baseline is None and args.history is None:
+        raise ConfigError("give --baseline FILE or --history [DB] (where the reference comes from)")
     runs = read_runs(args.run_dirs)
-    validate_inputs(args.baseline, baseline, runs)
-    config = gate_config(baseline, args.alpha, args.min_effect)
+    notes: tuple[str, ...] = ()
+    if args.history is not None:
+        where, baseline, notes = history_baseline(args, runs)
+    else:
+        where, baseline = args.baseline, load_baseline(args.baseline)
+    validate_inputs(where, baseline, runs)
+    config = gate_config(baseline, args.alpha, args.min_effect, args.fail_weak)
     report = evaluate(baseline.slos, baseline.reference, runs, config)
+    if notes:
+        report = dataclasses.replace(report, notes=(*notes, *report.notes))
     write_outputs(report, args)
     print(render_table(report), end="")
     return report.exit_code

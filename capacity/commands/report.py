@@ -6,10 +6,9 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from capacity.commands.run import VERDICT_EXIT
-from capacity.errors import ConfigError
+from capacity.analysis.sweep import DEFAULT_HEADROOM
+from capacity.errors import ConfigError, exit_code_for
 from capacity.report.build import build_report
-from capacity.sweep import DEFAULT_HEADROOM
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,4 +62,4 @@ def run(args: argparse.Namespace) -> int:
         headroom=args.headroom,
     )
     print(args.run_dir / "report.html")
-    return VERDICT_EXIT[summary["verdict"]]
+    return exit_code_for(summary["verdict"])

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from capacity.errors import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, ConfigError
-from capacity.runner import DEFAULT_STATE_DIR, REPO_ROOT, EmbeddedStack, RunOptions, run_scenario
-from capacity.scenario import TIME_SCALE_ENV, load_scenario
-
-DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "smoke.toml"
-VERDICT_EXIT = {"pass": EXIT_PASS, "fail": EXIT_FAIL, "inconclusive": EXIT_INCONCLUSIVE}
+from capacity import shipped
+from capacity.errors import ConfigError, exit_code_for, worst_exit
+from capacity.report.text import verdict_text
+from capacity.runner import DEFAULT_STATE_DIR, RunOptions, run_scenario
+from capacity.scenario import load_scenario
+from capacity.stack.embedded import EmbeddedStack
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "scenario",
         nargs="?",
         type=Path,
-        default=DEFAULT_SCENARIO,
-        help="scenario TOML file (default: scenarios/smoke.toml)",
+        default=None,
+        help="scenario TOML file (default: the shipped smoke scenario)",
     )
     p.add_argument(
         "--reports",
@@ -50,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keep-stack",
         action="store_true",
         help="leave an embedded stack this run started running afterwards",
+    )
+    p.add_argument(
+        "--share-stack",
+        action="store_true",
+        help="run even if another run holds the embedded stack (both runs are marked shared "
+        "and cannot pass)",
     )
     p.add_argument(
         "--repeat",
@@ -80,6 +87,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="run Locust as a master plus N worker processes on this machine (default 0: one "
         "process); see deploy/README.md for workers on other machines",
+    )
+    # --- results store (capacity.history) ---
+    p.add_argument(
+        "--history",
+        metavar="DB",
+        help="results store each completed run is recorded in: a SQLite file or a "
+        "postgresql:// URL (default: $CAPACITY_HISTORY, else .capacity/history.sqlite)",
+    )
+    p.add_argument("--no-history", action="store_true", help="do not record the run")
+    p.add_argument(
+        "--sut-revision",
+        metavar="REV",
+        help="revision of the system under test, kept in the run's fingerprint "
+        "(default: $CAPACITY_SUT_REVISION)",
     )
     p.set_defaults(func=run)
 
@@ -119,57 +140,84 @@ def say(line: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.time_scale is not None:
-        os.environ[TIME_SCALE_ENV] = repr(args.time_scale)  # the Locust child reads it too
+    if args.scenario is None:
+        args.scenario = shipped.scenario_path()
     if args.interleave is not None and args.repeat < 2:
         raise ConfigError("--interleave needs --repeat N with N >= 2")
     plan = [args.scenario] * args.repeat
     if args.interleave is not None:
         plan = [p for _ in range(args.repeat) for p in (args.scenario, args.interleave)]
     if len(plan) == 1:
-        return _one_run(args, args.scenario)
+        return _one_run(args, args.scenario, None)
     codes: list[int] = []
-    with _shared_stack(args, plan):
+    group = uuid.uuid4().hex[:12]
+    keep_state = load_scenario(plan[0], time_scale=args.time_scale or 1.0).stack_keep_state
+    with _shared_stack(args, plan) as stack:
         for i, scenario in enumerate(plan, start=1):
             say(f"run {i} of {len(plan)}: {scenario}")
-            codes.append(_one_run(args, scenario))
+            repeat: dict[str, Any] = {
+                "group": group,
+                "index": (i - 1) // (len(plan) // args.repeat),
+            }
+            repeat["of"] = args.repeat
+            if args.interleave is not None:
+                repeat["side"] = "A" if i % 2 else "B"
+            reset = None
+            if stack is not None and i > 1:
+                reset = "not reset: [stack] keep_state = true" if keep_state else stack.reset()
+            codes.append(_one_run(args, scenario, stack, repeat=repeat, reset=reset))
     return worst_exit(codes)
 
 
-def worst_exit(codes: list[int]) -> int:
-    """fail beats inconclusive beats pass."""
-    for code in (EXIT_FAIL, EXIT_INCONCLUSIVE):
-        if code in codes:
-            return code
-    return EXIT_PASS
-
-
 @contextlib.contextmanager
-def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[None]:
-    """Start the embedded stack once for repeated runs (each run then finds it running)."""
-    scenario = load_scenario(plan[0])
-    if not scenario.targets.embedded_stack or args.keep_stack:
-        yield
+def _shared_stack(args: argparse.Namespace, plan: list[Path]) -> Iterator[EmbeddedStack | None]:
+    """Start the embedded stack once for repeated runs, held by this process for all of them."""
+    scenario = load_scenario(plan[0], time_scale=args.time_scale or 1.0)
+    if not scenario.targets.embedded_stack:
+        yield None
         return
-    with EmbeddedStack(scenario, args.state_dir, say):
-        yield
+    with EmbeddedStack(
+        scenario, args.state_dir.absolute(), say, share=args.share_stack, keep=args.keep_stack
+    ) as stack:
+        yield stack
 
 
-def _one_run(args: argparse.Namespace, scenario: Path) -> int:
+def _one_run(
+    args: argparse.Namespace,
+    scenario: Path,
+    stack: EmbeddedStack | None,
+    *,
+    repeat: dict[str, Any] | None = None,
+    reset: str | None = None,
+) -> int:
     options = RunOptions(
         scenario_path=scenario,
         reports_root=args.reports,
         state_dir=args.state_dir,
         keep_stack=args.keep_stack,
         workers=args.workers,
+        time_scale=args.time_scale or 1.0,
+        share_stack=args.share_stack,
+        repeat=repeat,
+        reset=reset,
     )
-    result = run_scenario(options, say)
+    result = run_scenario(options, say, stack=stack)
     summary = result.summary
-    say(f"verdict: {summary['verdict']}")
-    for reason in summary.get("reasons", []):
-        say(f"  - {reason}")
-    for slo in summary.get("slos", []):
-        if slo["passed"] is False:
-            say(f"  FAIL {slo['target']} {slo['metric']}: {slo['value']} > {slo['limit']}")
+    # --- results store: recording never changes the verdict or the exit code ---
+    if not args.no_history:
+        _record(args, result.run_dir, summary)
+    say(verdict_text(summary, result.run_dir).removeprefix("capacity: "))
     print(result.run_dir / "report.html", flush=True)
-    return VERDICT_EXIT[summary["verdict"]]
+    return exit_code_for(summary["verdict"])
+
+
+def _record(args: argparse.Namespace, run_dir: Path, summary: dict[str, Any]) -> None:
+    """Record a completed run in the results store; a failure is one warning line."""
+    from capacity.history.record import record_run
+    from capacity.history.store import redact, resolve_location
+
+    try:
+        record_run(run_dir, summary, args.history, sut_revision=args.sut_revision)
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands whatever the store does
+        detail = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        say(f"warning: run not recorded in {redact(resolve_location(args.history))}: {detail}")

@@ -54,6 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ports=parse_port_args(args.port),
         state_dir=Path(args.state_dir),
         tuning=parse_tune_args(args.tune),
+        otlp_endpoint=args.otlp_endpoint or None,
     )
     state = supervisor.up(config, timeout_s=args.timeout, progress=_progress)
     print(render_table(supervisor.describe(state)))
@@ -121,6 +122,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SERVICE.KNOB=VALUE",
         help="set a tuning knob at start, e.g. master-data.latency_ms=5 (repeatable)",
+    )
+    up.add_argument(
+        "--otlp-endpoint",
+        default=supervisor.DEFAULT_OTLP_ENDPOINT,
+        metavar="URL",
+        help="where the services send OpenTelemetry spans (a run's [traces] receiver); "
+        "'' turns tracing off (default: %(default)s)",
     )
     up.set_defaults(func=cmd_up)
     down = actions.add_parser("down", help="stop every service of the stack")

@@ -13,15 +13,15 @@ waiting `drop_after_s` after it is dropped (never sent) and counted. The counter
 every slice record as `"arrival"` (see docs/ARCHITECTURE.md).
 
 In a distributed run each process takes every `count`-th iteration starting at `index`, so the
-processes together send the scenario's rate: the split comes from `CAPACITY_ARRIVAL_SPLIT`
-(`index/count`) or, on a Locust worker, from its worker index and `CAPACITY_ARRIVAL_WORKERS`.
+processes together send the scenario's rate: the split comes from the `--arrival-split
+index/count` option (`capacity run --workers N` sets it) or, on a Locust worker, from its
+worker index and `--arrival-workers N`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,8 +41,6 @@ log = logging.getLogger("capacity")
 LATE_AFTER_S = 0.01
 DROP_AFTER_S = 1.0
 MAX_SCHEDULER_SLEEP_S = 0.05
-SPLIT_ENV = "CAPACITY_ARRIVAL_SPLIT"
-WORKERS_ENV = "CAPACITY_ARRIVAL_WORKERS"
 SLICE_FIELD = "arrival"
 
 
@@ -113,42 +111,40 @@ class ArrivalCounts:
         }
 
 
-def split_from_env(
-    worker_index: int | None, environ: Mapping[str, str] = os.environ
+def arrival_split(
+    split: str | None, worker_index: int | None, workers: int | None
 ) -> tuple[int, int]:
     """(index, count) of this process's share of the arrivals; (0, 1) for a single process."""
-    raw = environ.get(SPLIT_ENV)
-    if raw:
-        index_text, _, count_text = raw.partition("/")
+    if split:
+        index_text, _, count_text = split.partition("/")
         try:
             index, count = int(index_text), int(count_text)
         except ValueError:
-            raise ConfigError(
-                f"environment variable {SPLIT_ENV}: expected 'index/count', got '{raw}'"
-            ) from None
+            raise ConfigError(f"--arrival-split: expected 'index/count', got '{split}'") from None
         if count < 1 or not 0 <= index < count:
-            raise ConfigError(
-                f"environment variable {SPLIT_ENV}: expected 0 <= index < count, got '{raw}'"
-            )
+            raise ConfigError(f"--arrival-split: expected 0 <= index < count, got '{split}'")
         return index, count
     if worker_index is None:
         return 0, 1
-    workers = environ.get(WORKERS_ENV)
     if not workers:
         log.warning(
-            "arrival-rate load on a Locust worker without %s: this worker sends the whole rate",
-            WORKERS_ENV,
+            "arrival-rate load on a Locust worker without --arrival-workers: this worker sends "
+            "the whole rate"
         )
         return 0, 1
-    try:
-        count = int(workers)
-    except ValueError:
-        raise ConfigError(
-            f"environment variable {WORKERS_ENV}: not an integer: '{workers}'"
-        ) from None
-    if count < 1:
-        raise ConfigError(f"environment variable {WORKERS_ENV}: must be >= 1, got {count}")
-    return worker_index % count, count
+    if workers < 1:
+        raise ConfigError(f"--arrival-workers: must be >= 1, got {workers}")
+    return worker_index % workers, workers
+
+
+def split_of(environment: Any) -> tuple[int, int]:
+    """This process's share, from its Locust options and worker index."""
+    options = getattr(environment, "parsed_options", None)
+    return arrival_split(
+        getattr(options, "arrival_split", None),
+        _worker_index(environment),
+        getattr(options, "arrival_workers", None),
+    )
 
 
 class ArrivalExecutor:
@@ -182,6 +178,7 @@ class ArrivalExecutor:
         self._since_slice = ArrivalCounts()
         self.totals = ArrivalCounts()
         self._scheduler: gevent.Greenlet | None = None
+        self.attached_to: Any = None  # the Locust environment whose events it listens to
         self.split = (0, 1)
 
     @property
@@ -274,7 +271,9 @@ class ArrivalExecutor:
         return counts.as_dict()
 
 
-def make_arrival_user(base: type, executor: ArrivalExecutor, class_name: str) -> type:
+def make_arrival_user(
+    base: type, executor: ArrivalExecutor, class_name: str, hooks: Any = None
+) -> type:
     """A subclass of `base` whose one task runs `base`'s task once per scheduled iteration."""
     from locust import constant
 
@@ -286,8 +285,8 @@ def make_arrival_user(base: type, executor: ArrivalExecutor, class_name: str) ->
 
     def iteration(self: Any) -> None:
         if not executor.running:
-            executor.start(split_from_env(_worker_index(self.environment)))
-            _attach(executor, self.environment)
+            executor.start(split_of(self.environment))
+            _attach(executor, self.environment, hooks)
         intended_s = executor.take(class_name, timeout_s=1.0)
         if intended_s is None:
             return
@@ -325,17 +324,17 @@ def _worker_index(environment: Any) -> int | None:
     return runner.worker_index if isinstance(runner, WorkerRunner) else None
 
 
-_attached: dict[int, Any] = {}
-
-
-def _attach(executor: ArrivalExecutor, environment: Any) -> None:
+def _attach(executor: ArrivalExecutor, environment: Any, hooks: Any) -> None:
     """Stop the schedule with the test and put the counters into the plugin's slices."""
-    if _attached.get(id(executor)) is environment:
+    if getattr(executor, "attached_to", None) is environment:
         return
-    _attached[id(executor)] = environment
+    executor.attached_to = environment
     environment.events.test_stop.add_listener(lambda **_: executor.stop())
-    from capacity import locust_plugin
+    if hooks is not None:
 
-    recorder = locust_plugin.current_recorder()
-    if recorder is not None:
-        recorder.add_slice_field(SLICE_FIELD, executor.take_counts)
+        def add_counts(record: dict[str, Any], **_: Any) -> None:
+            counts = executor.take_counts()
+            if counts is not None:
+                record[SLICE_FIELD] = counts
+
+        hooks.slice_closing.add_listener(add_counts)

@@ -9,7 +9,7 @@ from typing import Any
 
 from capacity.drivers.templates import Rows, compile_value
 from capacity.jsonpointer import MISSING, resolve
-from capacity.scenario_calls import Assertion
+from capacity.scenario.model import Assertion
 
 
 def same_value(want: Any, got: Any) -> bool:

@@ -18,8 +18,8 @@ from typing import Any
 
 from capacity.drivers.http import CompiledRequest, compile_request
 from capacity.drivers.variables import PoolCursor
-from capacity.scenario import Targets
-from capacity.scenario_calls import Chain
+from capacity.scenario import Targets, UserClass
+from capacity.scenario.model import Chain
 
 REQUEST_TYPE = "chain"
 
@@ -87,6 +87,18 @@ class CompiledChain:
             )
 
         return run_workflow(session, fire, flow, ctx, values)
+
+
+def compile_chains(
+    spec: UserClass, targets: Targets, cursors: Mapping[str, PoolCursor], hooks: Any = None
+) -> list[CompiledChain]:
+    """The chains of `[users.http]`; when one starts workflows, the Temporal driver joins the
+    run's slices (`hooks`: drain completions before the last one, the saturation probe)."""
+    if any(step.workflow is not None for c in spec.chains for step in c.steps):
+        from capacity.drivers.temporal import install_hooks
+
+        install_hooks(hooks, targets.worker_service)
+    return [compile_chain(c, targets, cursors, spec.timeout_s) for c in spec.chains]
 
 
 def compile_chain(

@@ -22,40 +22,39 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from locust import FastHttpUser, between, task
 
+from capacity.addresses import parse_http_url
 from capacity.drivers.assertions import assertion_failure
+from capacity.drivers.graphql import trace_id_prefix
+from capacity.drivers.headers import target_headers
 from capacity.drivers.json_template import compile_json_rows
 from capacity.drivers.lean_http import AnswerCheck, request_headers, send_expecting
 from capacity.drivers.templates import RowDraw, Rows, compile_text, compile_value
 from capacity.drivers.tracing import TraceSampler
 from capacity.drivers.variables import PoolCursor
 from capacity.jsonpointer import MISSING, resolve
+from capacity.recorder import TRACE_ID_KEY
 from capacity.refs import CHAIN_POOL, has_refs
 from capacity.scenario import Targets, UserClass
-from capacity.scenario_calls import Assertion, HttpRequest
+from capacity.scenario.model import Assertion, HttpRequest
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 NO_ROWS: Rows = {}
 
 
-def target_base_url(request: HttpRequest, targets: Targets) -> str:
-    """Where a request goes: its base URL, or the named target's (the gateway's origin)."""
+def target_base_url(request: HttpRequest, targets: Targets) -> tuple[str, str | None]:
+    """Where a request goes (its base URL, or the named target's; the gateway's origin, since
+    its URL is the GraphQL endpoint), and the `Basic` authorization of credentials in it."""
     if request.base_url is not None:
-        return request.base_url.rstrip("/")
-    urls = {
-        "gateway": targets.gateway_url,
-        "master_data": targets.master_data_url,
-        "workflow": targets.workflow_url,
-        "rules_engine": targets.rules_url,
-    }
-    url = urls[request.target or ""]
-    if request.target == "gateway":  # its URL is the GraphQL endpoint; paths start at the origin
-        parts = urlsplit(url)
-        return f"{parts.scheme}://{parts.netloc}"
-    return url.rstrip("/")
+        url = parse_http_url(request.base_url)
+    else:
+        url = targets.url_of(request.target or "")
+    if request.target == "gateway":
+        return url.base, url.basic_auth
+    return url.base + url.path.rstrip("/"), url.basic_auth
 
 
 def compile_answer_check(
@@ -125,7 +124,7 @@ class CompiledRequest:
     status: frozenset[int] | None
     draw: RowDraw
     base_url: str
-    gateway: bool
+    authorization: str | None  # the request's, the target's, or credentials in the URL
     weight: int
 
     def rows(self, chain: dict[str, Any] | None = None) -> Rows:
@@ -141,20 +140,28 @@ class CompiledRequest:
 def compile_request(
     request: HttpRequest, targets: Targets, cursors: Mapping[str, PoolCursor]
 ) -> CompiledRequest:
-    base = target_base_url(request, targets)
+    base, basic_auth = target_base_url(request, targets)
     url = compile_text(base + request.path, encode=lambda v: quote(v, safe="-._~"))
     fixed = (
         dict(JSON_HEADERS)
         if any(v.body is not None for v in request.variants)
         else {"Accept": "application/json"}
     )
+    # A target's own headers ([targets.headers], headers_env, auth_env for the gateway), then
+    # the request's: what the target's dedicated driver sends, plus what the scenario adds.
+    target_auth = None
+    if request.target is not None:
+        fixed.update(target_headers(targets, request.target))
+        target_auth = fixed.pop("Authorization", None)
     templates: dict[str, Callable[[Rows], str]] = {}
     for key, value in request.headers.items():
         if "${" in value:
             templates[key] = compile_text(value)
         else:
             fixed[key] = value
-    not_json = f"invalid JSON from {(request.target or urlsplit(base).netloc).replace('_', ' ')}"
+    authorization = fixed.pop("Authorization", None) or target_auth or basic_auth
+    where = request.target or parse_http_url(base).netloc
+    not_json = f"invalid JSON from {where.replace('_', ' ')}"
     variants = tuple(
         Variant(
             _body(v.body, request.templated),
@@ -176,7 +183,7 @@ def compile_request(
         status=frozenset(request.status) if request.status else None,
         draw=RowDraw(templated if request.templated else templated[:2], cursors),
         base_url=base,
-        gateway=request.target == "gateway",
+        authorization=authorization,
         weight=request.weight,
     )
 
@@ -194,17 +201,16 @@ def make_http_user(
     spec: UserClass,
     targets: Targets,
     cursors: Mapping[str, PoolCursor],
-    auth_header: str | None,
     name: str = "HttpUser",
     *,
     requests: Sequence[HttpRequest] | None = None,
+    chains: Sequence[Any] = (),
     trace_sample_rate: float | None = None,
 ) -> type:
-    """The Locust user class of `[users.http]` (or of `requests`, the rules form's)."""
-    from capacity.drivers.chains import compile_chain
-
+    """The Locust user class of `[users.http]` (or of `requests`, the rules form's), running
+    `chains` too (compiled by `capacity.drivers.chains.compile_chains`)."""
     compiled = [compile_request(r, targets, cursors) for r in (requests or spec.requests)]
-    chains = [compile_chain(c, targets, cursors, spec.timeout_s) for c in spec.chains]
+    chains = list(chains)
     weights = [r.weight for r in compiled] + [c.weight for c in chains]
     first = compiled[0].base_url if compiled else chains[0].base_url
     rate = spec.trace_sample_rate if trace_sample_rate is None else trace_sample_rate
@@ -219,7 +225,6 @@ def make_http_user(
             "chains": chains,
             "cum_weights": list(accumulate(weights)),
             "trace_sampler": TraceSampler(rate),
-            "auth_header_value": auth_header,
             "network_timeout": spec.timeout_s,
             "connection_timeout": min(spec.timeout_s, 10.0),
             "abstract": False,
@@ -233,7 +238,6 @@ class HttpUser(FastHttpUser):
     chains: list[Any] = []
     cum_weights: list[int] = []
     trace_sampler = TraceSampler(0.0)
-    auth_header_value: str | None = None
 
     def on_start(self) -> None:
         # One header dict per request, this user's own: updated in place per request
@@ -243,10 +247,11 @@ class HttpUser(FastHttpUser):
         self._total = self.cum_weights[-1] if self.cum_weights else 0
         self._picks = len(self.cum_weights)
         self._traced = self.trace_sampler.rate > 0
+        if self._traced:
+            self._sampler = self.trace_sampler.with_prefix(trace_id_prefix(self.environment))
 
     def headers_for(self, request: CompiledRequest) -> dict[str, str]:
-        auth = self.auth_header_value if request.gateway else None
-        return request_headers(self.client, dict(request.headers), auth)
+        return request_headers(self.client, dict(request.headers), request.authorization)
 
     @task
     def run_next(self) -> None:
@@ -272,10 +277,13 @@ class HttpUser(FastHttpUser):
         variant = request.variant()
         for key, fill in request.header_templates.items():
             headers[key] = fill(rows)
+        ctx = self.context() if context is None else context
         if self._traced:
-            traceparent = self.trace_sampler.traceparent()
-            if traceparent is not None:
-                headers["traceparent"] = traceparent
+            drawn = self._sampler.sample()
+            if drawn is not None:
+                headers["traceparent"] = drawn[0]
+                if drawn[1] is not None:  # sampled: the recorder keeps its client-side latency
+                    ctx = {**ctx, TRACE_ID_KEY: drawn[1]}
         return send_expecting(
             self.client,
             request.method,
@@ -283,7 +291,7 @@ class HttpUser(FastHttpUser):
             variant.body(rows),
             headers,
             request.name,
-            self.context() if context is None else context,
+            ctx,
             variant.check,
             rows,
             request.status,

@@ -46,16 +46,17 @@ def send_checked(
     session: FastHttpSession,
     method: str,
     url: str,
-    body: bytes,
+    body: bytes | None,
     headers: dict[str, str],
     name: str,
     context: dict[str, Any],
     check: BodyCheck,
-) -> None:
+) -> bytes | None:
     """Send one request and fire one `request` event; a failed body check is a failure.
 
     `url` is absolute and `headers` complete (see `request_headers`); non-2xx statuses and
     connection errors fail as they do in Locust. A partial answer sets `context["partial"]`.
+    Returns the response body (None when there was none), for a caller that reacts to it.
     """
     start_time = time.time()
     started = time.perf_counter()
@@ -88,6 +89,7 @@ def send_checked(
         response_length=length,
         response_time=response_time_ms,
     )
+    return content
 
 
 AnswerCheck = Callable[[bytes, Any], str | None]

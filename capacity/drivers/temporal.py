@@ -27,7 +27,6 @@ import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from itertools import accumulate
 from typing import Any
@@ -37,10 +36,8 @@ from gevent import GreenletExit
 from gevent.event import AsyncResult
 from locust import User, between, events, task
 
-from capacity import locust_plugin
-from capacity.drivers.assertions import compile_result_check
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
-from capacity.drivers.templates import RowDraw, Rows, compile_text, compile_value
+from capacity.drivers.templates import Rows
 from capacity.drivers.temporal_diagnosis import (
     UNSERVED_CHECK_S,
     diagnose_stuck,
@@ -48,11 +45,11 @@ from capacity.drivers.temporal_diagnosis import (
     served_recently,
     shared_diagnosis,
 )
-from capacity.drivers.temporal_signals import SLICE_FIELD, SaturationProbe
+from capacity.drivers.temporal_flows import CompiledCall, CompiledWorkflow, compile_workflow
+from capacity.drivers.temporal_signals import SaturationProbe
 from capacity.drivers.variables import PoolCursor
 from capacity.jsonpointer import MISSING, resolve
-from capacity.scenario import UserClass, WorkflowLoad
-from capacity.scenario_calls import DEFAULT_WORKFLOW_OPTIONS, WorkflowCall, workflow_args
+from capacity.scenario import UserClass
 
 REQUEST_TYPE = "temporal"
 WATCH_EVERY_S = 1.0
@@ -76,10 +73,25 @@ class InFlight:
             gevent.sleep(0.05)
 
 
-locust_plugin.before_final_slice.append(InFlight.drain)
+_probe: SaturationProbe | None = None
+_hooked: set[int] = set()
 
 
-@events.quit.add_listener
+def install_hooks(hooks: Any, worker_service: str = "workflow") -> None:
+    """Take part in the run's slices (`capacity.locust_plugin.CapacityHooks`): drain
+    completions before the last one, add the saturation probe's figures to each; and leave
+    without finalizing once temporalio has run. Once per hooks object."""
+    global _probe
+    if _probe is None:
+        _probe = SaturationProbe(worker_service)
+    if hooks is not None and id(hooks) not in _hooked:
+        _hooked.add(id(hooks))
+        hooks.before_final_slice.add_listener(InFlight.drain)
+        hooks.slice_closing.add_listener(_probe.on_slice_closing)
+    if _exit_without_finalizing not in events.quit._handlers:
+        events.quit.add_listener(_exit_without_finalizing)
+
+
 def _exit_without_finalizing(exit_code: int, **_: Any) -> None:
     """Leave the process before interpreter finalization once temporalio has run.
 
@@ -99,117 +111,6 @@ def failure_text(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc.__cause__
     text = str(cause or exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:200]
-
-
-# --- compiled scenario entries ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompiledCall:
-    name: str  # "workflow update InvoiceApproval set_priority"
-    kind: str
-    handler: str
-    args: Callable[[Rows], Any]
-    check: Callable[[Any, Rows], str | None] | None
-    pause_s: float
-
-
-@dataclass(frozen=True)
-class CompiledWorkflow:
-    workflow_type: str
-    weight: int
-    task_queue: str
-    timeout_s: float
-    draw: RowDraw
-    args: Callable[[Rows], Any]
-    workflow_id: Callable[[Rows], str] | None
-    options: Mapping[str, Any]  # start_workflow keyword arguments that never change
-    memo: Callable[[Rows], Any] | None
-    search_attributes: Callable[[Rows], Any] | None
-    wait_result: bool
-    calls: tuple[CompiledCall, ...]
-    extract: tuple[tuple[str, tuple[str, ...]], ...]
-    sample_per_s: float
-    start_name: str
-    complete_name: str
-
-
-def compile_workflow(
-    load: WorkflowLoad, task_queue: str, timeout_s: float, cursors: Mapping[str, PoolCursor]
-) -> CompiledWorkflow:
-    """Everything about starting one workflow entry that can be done before the run."""
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-
-    opts = load.options or DEFAULT_WORKFLOW_OPTIONS
-    wf_type = load.workflow_type
-    options: dict[str, Any] = {
-        "task_queue": opts.task_queue or task_queue,
-        "execution_timeout": timedelta(seconds=timeout_s),
-        "rpc_timeout": timedelta(seconds=timeout_s),
-    }
-    if opts.id_reuse_policy:
-        options["id_reuse_policy"] = WorkflowIDReusePolicy[opts.id_reuse_policy.upper()]
-    if opts.id_conflict_policy:
-        options["id_conflict_policy"] = WorkflowIDConflictPolicy[opts.id_conflict_policy.upper()]
-    args = workflow_args(load)
-    calls = tuple(_compile_call(wf_type, c) for c in opts.calls)
-    templates: list[Any] = [args, opts.id_template or "", dict(opts.memo)]
-    templates += [dict(opts.search_attributes)] + [list(c.args) for c in opts.calls]
-    templates += [a.value for c in opts.calls for a in c.assertions]
-    return CompiledWorkflow(
-        workflow_type=wf_type,
-        weight=load.weight,
-        task_queue=options["task_queue"],
-        timeout_s=timeout_s,
-        draw=RowDraw(templates, cursors),
-        args=compile_value(args),
-        workflow_id=compile_text(opts.id_template) if opts.id_template else None,
-        options=options,
-        memo=compile_value(dict(opts.memo)) if opts.memo else None,
-        search_attributes=_search_attributes(opts.search_attributes),
-        wait_result=opts.wait_result,
-        calls=calls,
-        extract=tuple(opts.extract.items()),
-        sample_per_s=opts.schedule_to_start_per_s,
-        start_name=f"workflow start {wf_type}",
-        complete_name=f"workflow complete {wf_type}",
-    )
-
-
-def _compile_call(workflow_type: str, call: WorkflowCall) -> CompiledCall:
-    return CompiledCall(
-        name=f"workflow {call.kind} {workflow_type} {call.handler}",
-        kind=call.kind,
-        handler=call.handler,
-        args=compile_value(list(call.args)),
-        check=compile_result_check(call.assertions),
-        pause_s=call.pause_s,
-    )
-
-
-def _search_attributes(template: Mapping[str, Any]) -> Callable[[Rows], Any] | None:
-    """Typed search attributes; each value's type (after filling) picks the attribute's type."""
-    if not template:
-        return None
-    from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-
-    fill = compile_value(dict(template))
-    makers: dict[type, Callable[[str], Any]] = {
-        str: SearchAttributeKey.for_keyword,
-        bool: SearchAttributeKey.for_bool,
-        int: SearchAttributeKey.for_int,
-        float: SearchAttributeKey.for_float,
-        list: SearchAttributeKey.for_keyword_list,
-    }
-
-    def build(rows: Rows) -> Any:
-        pairs = [
-            SearchAttributePair(makers[type(value)](name), value)
-            for name, value in fill(rows).items()
-        ]
-        return TypedSearchAttributes(pairs)
-
-    return build
 
 
 # --- one process's way to Temporal ---------------------------------------------------------
@@ -473,14 +374,10 @@ async def _terminate(handle: Any, reason: str) -> None:
 
 
 _sessions: dict[tuple[str, str], TemporalSession] = {}
-_probe: SaturationProbe | None = None
 
 
 def session_for(address: str, namespace: str, worker_service: str = "workflow") -> TemporalSession:
-    """The process's session for one Temporal address and namespace (made on first use).
-
-    The first one also adds the saturation probe's figures to every slice this process closes.
-    """
+    """The process's session for one Temporal address and namespace (made on first use)."""
     global _probe
     # The first call may wait for the loop greenlet to start (a greenlet switch): only after
     # that the check and the insert below, which never yield, so users starting together
@@ -489,11 +386,8 @@ def session_for(address: str, namespace: str, worker_service: str = "workflow") 
     key = (address, namespace)
     session = _sessions.get(key)
     if session is None:
-        if _probe is None:
+        if _probe is None:  # no hooks (a library run): measured, reported nowhere
             _probe = SaturationProbe(worker_service)
-            recorder = locust_plugin.current_recorder()
-            if recorder is not None:
-                recorder.add_slice_field(SLICE_FIELD, _probe.take)
         session = _sessions[key] = TemporalSession(address, namespace, _probe, bridge)
     return session
 
@@ -539,8 +433,10 @@ def make_workflow_user(
     task_queue: str,
     cursors: Mapping[str, PoolCursor],
     name: str = "WorkflowUser",
+    hooks: Any = None,
     worker_service: str = "workflow",
 ) -> type:
+    install_hooks(hooks, worker_service)
     flows = [compile_workflow(w, task_queue, spec.timeout_s, cursors) for w in spec.workflows]
     return type(
         name,

@@ -11,8 +11,8 @@ queue's backlog comes from `DescribeTaskQueue` with `report_stats` (Temporal Ser
 reports approximate backlog count and age), asked every 2 s per task queue; a poll the
 server answers without stats is counted but not `reported`.
 
-Both ride in each slice record under `"temporal"` (`SliceRecorder.add_slice_field`), so
-they reach the run folder, and the master, like latencies do. Everything here runs on the
+Both ride in each slice record under `"temporal"` (added on the plugin's `slice_closing`
+event), so they reach the run folder, and the master, like latencies do. Everything here runs on the
 driver's asyncio loop (`capacity.drivers.asyncio_bridge`), in the hub's thread.
 """
 
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from capacity.recorder import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram
+from capacity.runfolder.histograms import HIGHEST_US, LOWEST_US, encode_histogram, new_histogram
 
 SLICE_FIELD = "temporal"
 HISTORY_WAIT_S = 120.0  # the longest a sampled workflow is followed to its first task
@@ -120,6 +120,12 @@ class SaturationProbe:
         entry["dispatch_rate"] = float(stats["dispatch_rate"])
 
     # --- the slice field -----------------------------------------------------------------------
+
+    def on_slice_closing(self, record: dict[str, Any], **_: Any) -> None:
+        """`CapacityHooks.slice_closing` listener: this slice's figures under "temporal"."""
+        field = self.take()
+        if field is not None:
+            record[SLICE_FIELD] = field
 
     def take(self) -> dict[str, Any] | None:
         """What was measured since the last call, for the slice being closed (None: nothing)."""

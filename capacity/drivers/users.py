@@ -8,12 +8,12 @@ form a pool of `load.max_users` (health users keep their own fixed count and rat
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from locust import LoadTestShape
 
 from capacity.drivers.health import make_health_user
 from capacity.drivers.variables import PoolCursor
-from capacity.preflight import auth_headers
 from capacity.scenario import USER_KINDS, ArrivalStage, Scenario, Stage
 
 CLASS_NAMES = {
@@ -25,8 +25,15 @@ CLASS_NAMES = {
 }
 
 
-def build_user_classes(scenario: Scenario, kinds: Iterable[str] = USER_KINDS) -> dict[str, type]:
-    """Locust user classes for the scenario's user classes among `kinds`, keyed by class name."""
+def build_user_classes(
+    scenario: Scenario, kinds: Iterable[str] = USER_KINDS, hooks: Any = None
+) -> dict[str, type]:
+    """Locust user classes for the scenario's user classes among `kinds`, keyed by class name.
+
+    `hooks` (`capacity.locust_plugin.CapacityHooks`) lets drivers take part in the run's
+    slices: Temporal drains its completions before the last one, the arrival executor adds
+    its counters to each.
+    """
     cursors = {name: PoolCursor(pool) for name, pool in scenario.data.items()}
     targets = scenario.targets
     classes: dict[str, type] = {}
@@ -38,26 +45,26 @@ def build_user_classes(scenario: Scenario, kinds: Iterable[str] = USER_KINDS) ->
         if kind == "graphql":
             from capacity.drivers.graphql import make_graphql_user
 
-            auth = auth_headers(scenario).get("Authorization")
-            classes[name] = make_graphql_user(spec, targets.gateway_url, cursors, auth, name)
+            classes[name] = make_graphql_user(spec, targets, cursors, name)
         elif kind in ("rules", "http"):
             from capacity.drivers.http import make_http_user
 
-            auth = auth_headers(scenario).get("Authorization")
             if kind == "rules":  # the rules form: one configuration of the HTTP driver
-                from capacity.scenario_calls import rules_requests
+                from capacity.scenario.calls import rules_requests
 
                 classes[name] = make_http_user(
                     spec,
                     targets,
                     cursors,
-                    None,
                     name,
                     requests=rules_requests(spec.rule_sets),
                     trace_sample_rate=0.0,
                 )
             else:
-                classes[name] = make_http_user(spec, targets, cursors, auth, name)
+                from capacity.drivers.chains import compile_chains
+
+                chains = compile_chains(spec, targets, cursors, hooks)
+                classes[name] = make_http_user(spec, targets, cursors, name, chains=chains)
         elif kind == "workflows":
             from capacity.drivers.temporal import make_workflow_user
 
@@ -68,16 +75,17 @@ def build_user_classes(scenario: Scenario, kinds: Iterable[str] = USER_KINDS) ->
                 targets.task_queue,
                 cursors,
                 name,
-                targets.worker_service,
+                hooks=hooks,
+                worker_service=targets.worker_service,
             )
         elif kind == "health":
-            classes[name] = make_health_user(spec, targets.health_urls(), name)
+            classes[name] = make_health_user(spec, targets, name)
     if scenario.load.arrival:
-        return _arrival_classes(scenario, classes)
+        return _arrival_classes(scenario, classes, hooks)
     return classes
 
 
-def _arrival_classes(scenario: Scenario, classes: dict[str, type]) -> dict[str, type]:
+def _arrival_classes(scenario: Scenario, classes: dict[str, type], hooks: Any) -> dict[str, type]:
     """Wrap the pool classes (all but health) to take iterations from one arrival executor."""
     from capacity.drivers.arrival import ArrivalExecutor, make_arrival_user
 
@@ -92,7 +100,7 @@ def _arrival_classes(scenario: Scenario, classes: dict[str, type]) -> dict[str, 
         scenario.load.arrival, {name: int(getattr(cls, "weight", 1)) for name, cls in pool.items()}
     )
     return {
-        name: make_arrival_user(cls, executor, name) if name in pool else cls
+        name: make_arrival_user(cls, executor, name, hooks) if name in pool else cls
         for name, cls in classes.items()
     }
 

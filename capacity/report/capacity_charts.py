@@ -8,10 +8,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from capacity.analysis.steps import StepStats, per_service, steps_by_users
+from capacity.analysis.sweep import SweepResult
 from capacity.report.charts import FIGSIZE, plt, to_data_uri
 from capacity.report.views import fmt_users
-from capacity.steps import StepStats, per_service, steps_by_users
-from capacity.sweep import SweepResult
 
 MEASURED = "#1f4e79"
 MODEL = "#d9822b"
@@ -193,8 +193,12 @@ def compare_overlay(this: RunSeries, other: RunSeries) -> str | None:
     for name, tl, t0, color in ((name_b, tl_b, t0_b, "#8c8c8c"), (name_a, tl_a, t0_a, MEASURED)):
         if tl.empty:
             continue
-        ax.plot(tl["t_s"] - t0, tl["p95_ms"], color=color, label=f"{name} P95")
-        rate.plot(tl["t_s"] - t0, tl["rps"], color=color, ls=":", label=f"{name} req/s")
+        # Percentiles of different operation kinds cannot be pooled: show the busiest kind's.
+        group = tl.groupby("group")["rps"].sum().idxmax()
+        rows = tl[tl["group"] == group]
+        totals = tl.groupby("t_s", sort=True)["rps"].sum()
+        ax.plot(rows["t_s"] - t0, rows["p95_ms"], color=color, label=f"{name} P95 ({group})")
+        rate.plot(totals.index - t0, totals.values, color=color, ls=":", label=f"{name} req/s")
     ax.set_xlabel("time since start (s)")
     ax.set_ylabel("P95 (ms)")
     rate.set_ylabel("req/s (dotted)")

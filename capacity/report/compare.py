@@ -1,8 +1,12 @@
-"""Side-by-side comparison of two runs' summaries: operations, resources, capacity figures.
+"""Side-by-side figures of two runs' summaries: operations, resources, capacity figures.
 
 Pure: two summary documents in, a JSON-ready comparison out. Percent change is relative to
-the other (older or baseline) run, so "+20%" on p95_ms means this run is 20% slower; changes
-under `NOISE_PCT` are marked neither better nor worse.
+the other (older or baseline) run, so "+20%" on p95_ms means this run's P95 is 20% higher.
+
+What a single pair can show: where two runs differ, for a person to look at. What it cannot
+show: whether a difference is more than run-to-run noise; one run against one run is a coin
+toss at the sizes that matter (`capacity.analysis.gate`). So no change is called better or
+worse here: `capacity check` with several runs per side gives that verdict (`CHECK_HINT`).
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ from typing import Any
 
 OPERATION_METRICS = ("rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
 RESOURCE_METRICS = ("cpu_cores_mean", "mem_mb_max")
-# For these a higher value is better; for all others lower is better.
-HIGHER_IS_BETTER = frozenset(
-    {"rps", "saturation_rps", "max_measured_rps", "slo_max_users", "slo_max_rps"}
+CHECK_HINT = (
+    "One run against one run cannot tell a change from run-to-run noise: for a verdict, run "
+    "each side with `capacity run --repeat 6` and compare with `capacity check`."
 )
-# Changes smaller than this (percent) are run-to-run noise: neither better nor worse.
-NOISE_PCT = 5.0
 
 
 def pct_change(this: float | None, other: float | None) -> float | None:
@@ -31,11 +33,7 @@ def pct_change(this: float | None, other: float | None) -> float | None:
 
 
 def _row(metric: str, this: Any, other: Any) -> dict[str, Any]:
-    change = pct_change(this, other)
-    better = None
-    if change is not None and abs(change) >= NOISE_PCT:
-        better = (change > 0) == (metric in HIGHER_IS_BETTER)
-    return {"this": this, "other": other, "change_pct": change, "better": better}
+    return {"this": this, "other": other, "change_pct": pct_change(this, other)}
 
 
 def _table(
@@ -84,4 +82,5 @@ def compare_summaries(this: Mapping[str, Any], other: Mapping[str, Any]) -> dict
             this.get("resources", {}), other.get("resources", {}), RESOURCE_METRICS
         ),
         "capacity": capacity,
+        "note": CHECK_HINT,
     }

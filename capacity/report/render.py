@@ -7,7 +7,7 @@ from typing import Any
 
 import jinja2
 
-from capacity.report import views
+from capacity.report import traces, views
 from capacity.report.compare import RESOURCE_METRICS
 from capacity.report.views import fmt, headline
 
@@ -66,6 +66,8 @@ def render_html(
         compare_res_metrics=RESOURCE_METRICS,
         fmt_pct=views.fmt_pct,
         fmt_users=views.fmt_users,
+        headroom=views.headroom,
+        tr=traces.context(summary),
     )
 
 
@@ -169,7 +171,7 @@ def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
     lines = [
         f"## Comparison with {comparison.get('other_run')}",
         "",
-        "Change is this run against the other; for req/s higher is better, else lower.",
+        "Change is this run against the other. " + str(comparison.get("note", "")),
         "",
     ]
     for title, section, metrics in (
@@ -195,7 +197,7 @@ def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
 
 
 def _temporal_markdown(t: Mapping[str, Any]) -> list[str]:
-    """The Temporal saturation section (capacity.temporal_stats)."""
+    """The Temporal saturation section (capacity.analysis.temporal)."""
     lines = ["## Temporal saturation (steady state)", "", str(t.get("reading", "")), ""]
     lines += _table(
         ("workflow type", "starts", "start p50 ms", "start p95 ms", "schedule-to-start samples",
@@ -248,18 +250,19 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
         lines += ["## Capacity", "", capacity_note, ""]
     lines += ["## SLOs", ""]
     lines += _table(
-        ("target", "metric", "limit", "measured", "result"),
+        ("target", "metric", "limit", "measured", "headroom", "result"),
         [
             (
                 s["target"],
                 s["metric"],
                 fmt(s["limit"]),
                 fmt(s["value"]),
+                views.headroom(s),
                 {True: "pass", False: "**FAIL**"}.get(s["passed"], "inconclusive"),
             )
             for s in summary.get("slos", [])
         ],
-        "llrrl",
+        "llrrrl",
     )
     lines += ["## Operations (steady state)", ""]
     lines += _table(
@@ -294,6 +297,7 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
             for name, r in summary.get("resources", {}).items()
         ],
     )
+    lines += traces.markdown(summary)
     errors = error_rows(summary)
     if errors:
         lines += ["## Failures", ""]

@@ -54,6 +54,14 @@ def fmt_pct(value: float | None, signed: bool = False) -> str:
     return f"{value:+.1f}%" if signed else f"{value:.1f}%"
 
 
+def headroom(slo: Mapping[str, Any]) -> str:
+    """How far a measured value is under its limit, as a share of the limit ("-12%": over)."""
+    value, limit = slo.get("value"), slo.get("limit")
+    if value is None or not limit or slo.get("metric") == "samples":
+        return "-"
+    return fmt_pct((float(limit) - float(value)) / float(limit) * 100.0)
+
+
 def verdict_sentence(summary: Mapping[str, Any]) -> str:
     """The SLO verdict in one sentence."""
     slos = summary.get("slos", [])
@@ -272,14 +280,12 @@ def comparison_rows(
         cells = []
         for m in metrics:
             c = entry.get(m) or {}
-            better = c.get("better")
-            cls = "" if better is None else ("ok" if better else "bad")
             cells.append(
                 (
                     fmt(c.get("this")),
                     fmt(c.get("other")),
                     fmt_pct(c.get("change_pct"), signed=True),
-                    cls,
+                    "",
                 )
             )
         rows.append({"name": name, "only_in": entry.get("only_in"), "cells": cells})

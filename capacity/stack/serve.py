@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--namespace", default="vextrus")
     parser.add_argument("--task-queue", default="vextrus-erp")
     parser.add_argument("--timeout-s", type=float, default=30.0)
+    parser.add_argument("--otlp-endpoint", default="", help="OTLP/HTTP traces URL; empty: off")
+    parser.add_argument("--postgres-dsn", default="", help="master-data's PostgreSQL")
     return parser
 
 
@@ -76,12 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"{args.service}: bad tuning: {exc}", file=sys.stderr)
         return 2
-    from capacity.stack import httpkit
+    from capacity.stack import httpkit, telemetry
 
+    telemetry.setup(args.service, args.otlp_endpoint)
     if args.service == "master-data":
         from capacity.stack import masterdata
 
-        app = masterdata.build_app(tuning)
+        if not args.postgres_dsn:
+            print("master-data: --postgres-dsn is required", file=sys.stderr)
+            return 2
+        app = masterdata.build_app(tuning, args.postgres_dsn)
     elif args.service == "rules-engine":
         from capacity.stack import rules_service
 
@@ -108,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = gateway.build_app(tuning, urls)
     print(f"{args.service}: serving on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
     httpkit.run(app, args.host, args.port)
+    telemetry.shutdown()
     print(f"{args.service}: stopped", file=sys.stderr, flush=True)
     if args.service == "workflow":
         _exit_now(0)

@@ -27,33 +27,27 @@ from typing import Any
 import psutil
 
 import capacity
+from capacity.endpoints import (
+    DEFAULT_HOST,
+    DEFAULT_PORTS,
+    DEFAULT_STATE_DIR,
+    GRAPHQL_PATH,
+    HEALTH_PATHS,
+)
 from capacity.errors import ConfigError, StackError
+from capacity.runfolder.files import write_json
+from capacity.stack import postgres
+from capacity.stack.lease import die_with_parent
 from capacity.stack.tuning import validate_tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 
-SERVICES = ("temporal", "master-data", "rules-engine", "workflow", "gateway")  # start order
+# start order; postgres is master-data's database (capacity.stack.postgres)
+SERVICES = ("temporal", "postgres", "master-data", "rules-engine", "workflow", "gateway")
+DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:14318/v1/traces"  # capacity.traces.config port
 # Custom search attributes registered in the dev server's namespace, for scenarios to set.
 SEARCH_ATTRIBUTES = (("CustomerId", "Keyword"), ("InvoiceId", "Keyword"), ("Amount", "Double"))
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORTS: dict[str, int] = {
-    "gateway": 4000,
-    "master-data": 3010,
-    "workflow": 3011,
-    "rules-engine": 3012,
-    "temporal": 7233,
-    "temporal-http": 7243,
-    "temporal-metrics": 7244,
-}
-DEFAULT_STATE_DIR = Path(".capacity/stack")
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
-GRAPHQL_PATH = "/graphql"
-HEALTH_PATHS = {
-    "gateway": "/.well-known/apollo/server-health",
-    "master-data": "/health",
-    "rules-engine": "/health",
-    "workflow": "/health",
-}
 Progress = Callable[[str], None]
 
 
@@ -72,19 +66,21 @@ def health_url(name: str, host: str, ports: Mapping[str, int]) -> str:
 
 
 DEFAULT_URLS: dict[str, str] = {
-    name: service_url(name, DEFAULT_HOST, DEFAULT_PORTS) for name in SERVICES
+    name: service_url(name, DEFAULT_HOST, DEFAULT_PORTS) for name in SERVICES if name != "postgres"
 }
 DEFAULT_GRAPHQL_URL = DEFAULT_URLS["gateway"] + GRAPHQL_PATH
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What to start: bind host, ports (missing keys take DEFAULT_PORTS), state dir, knobs."""
+    """What to start: bind host, ports (missing keys take DEFAULT_PORTS), state dir, knobs,
+    and where the services send their spans (None or empty: they do not trace)."""
 
     host: str = DEFAULT_HOST
     ports: Mapping[str, int] = field(default_factory=dict)
     state_dir: Path = DEFAULT_STATE_DIR
     tuning: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    otlp_endpoint: str | None = DEFAULT_OTLP_ENDPOINT
 
     def resolved_ports(self) -> dict[str, int]:
         """All seven ports, validated: known keys, valid range, no port used twice."""
@@ -126,6 +122,19 @@ class StackState:
     started_at_s: float
     namespace: str = NAMESPACE
     task_queue: str = TASK_QUEUE
+    owner: dict[str, Any] = field(default_factory=dict)  # {"kind": "run"|"manual", "pid": n}
+    otlp_endpoint: str | None = None  # where its services send spans
+
+    @property
+    def owner_gone(self) -> bool:
+        """Started by a `capacity run` that no longer exists: a leftover, not a stack to use."""
+        if self.owner.get("kind") != "run":
+            return False
+        try:
+            proc = psutil.Process(int(self.owner["pid"]))
+            return abs(proc.create_time() - float(self.owner.get("create_time_s", 0))) > 0.05
+        except (psutil.Error, KeyError, TypeError, ValueError):
+            return True
 
     @property
     def graphql_url(self) -> str:
@@ -152,9 +161,15 @@ def check_health(url: str, timeout_s: float = 2.0) -> bool:
 
 
 def stack_health(state: StackState, timeout_s: float = 2.0) -> dict[str, bool]:
-    """Health of every service: its process is alive and its health URL answers 200."""
+    """Health of every service: its process is alive and its health URL answers 200
+    (postgres: its postmaster.pid says ready)."""
     return {
-        name: _process(info) is not None and check_health(info.health_url, timeout_s)
+        name: _process(info) is not None
+        and (
+            postgres.ready(state.state_dir)
+            if name == "postgres"
+            else check_health(info.health_url, timeout_s)
+        )
         for name, info in state.services.items()
     }
 
@@ -173,15 +188,30 @@ def temporal_binary() -> Path:
     )
 
 
-def port_in_use(host: str, port: int) -> bool:
-    """Whether binding `host:port` fails (SO_REUSEADDR, so TIME_WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
+def port_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be bound, or None (SO_REUSEADDR: TIME_WAIT leftovers do not
+    count). An address this machine does not have is said so, not called a busy port."""
+    import errno
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
-        except OSError:
-            return True
-    return False
+    except socket.gaierror:
+        return f"host '{host}' is not an address or name this machine can resolve"
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return f"host '{host}' is not an address of this machine"
+        if exc.errno == errno.EADDRINUSE:
+            return f"port {port} is already in use"
+        return f"cannot bind {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding `host:port` fails."""
+    return port_problem(host, port) is not None
 
 
 def port_listening(host: str, port: int) -> bool:
@@ -216,41 +246,51 @@ def _write_state(state: StackState) -> None:
         "ports": state.ports,
         "namespace": state.namespace,
         "task_queue": state.task_queue,
+        "otlp_endpoint": state.otlp_endpoint,
         "started_at_s": state.started_at_s,
+        "owner": state.owner,
         "services": {
             name: {**info.__dict__, "log_path": str(info.log_path)}
             for name, info in state.services.items()
         },
     }
-    path = _state_path(state.state_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_json(_state_path(state.state_dir), doc)
 
 
 def _read_state(state_dir: Path) -> StackState | None:
     path = _state_path(state_dir)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         return None
-    except ValueError as exc:
-        raise StackError(f"{path}: unreadable stack state file ({exc}); delete it") from exc
-    if doc.get("schema") != STATE_SCHEMA:
-        raise StackError(f"{path}: unknown stack state schema {doc.get('schema')!r}; delete it")
-    services = {
-        name: ServiceInfo(**{**raw, "log_path": Path(raw["log_path"])})
-        for name, raw in doc["services"].items()
-    }
-    return StackState(
-        services=services,
-        state_dir=Path(state_dir),
-        host=doc["host"],
-        ports=doc["ports"],
-        started_at_s=doc["started_at_s"],
-        namespace=doc["namespace"],
-        task_queue=doc["task_queue"],
-    )
+    except (ValueError, OSError) as exc:
+        raise StackError(
+            f"{path}: unreadable stack state file ({type(exc).__name__}); stop any leftover "
+            "services by hand and delete it"
+        ) from None
+    try:
+        if doc.get("schema") != STATE_SCHEMA:
+            raise StackError(f"{path}: unknown stack state schema {doc.get('schema')!r}; delete it")
+        services = {
+            name: ServiceInfo(**{**raw, "log_path": Path(raw["log_path"])})
+            for name, raw in doc["services"].items()
+        }
+        return StackState(
+            services=services,
+            state_dir=Path(state_dir),
+            host=doc["host"],
+            ports=doc["ports"],
+            started_at_s=doc["started_at_s"],
+            namespace=doc["namespace"],
+            task_queue=doc["task_queue"],
+            owner=dict(doc.get("owner") or {}),
+            otlp_endpoint=doc.get("otlp_endpoint"),
+        )
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise StackError(
+            f"{path}: incomplete stack state file (missing or wrong {exc}); stop any leftover "
+            "services by hand and delete it"
+        ) from None
 
 
 def _process(info: ServiceInfo) -> psutil.Process | None:
@@ -288,7 +328,10 @@ def _search_attribute_args() -> list[str]:
 
 
 def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
-             tuning: Mapping[str, Mapping[str, object]]) -> list[str]:  # fmt: skip
+             tuning: Mapping[str, Mapping[str, object]], otlp_endpoint: str = "",
+             ) -> list[str]:  # fmt: skip
+    if name == "postgres":
+        return postgres.command(state_dir)
     if name == "temporal":
         return [
             str(temporal_binary()), "server", "start-dev",
@@ -311,6 +354,7 @@ def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
         "--workflow-url", service_url("workflow", host, ports),
         "--temporal-address", service_url("temporal", host, ports),
         "--namespace", NAMESPACE, "--task-queue", TASK_QUEUE,
+        "--otlp-endpoint", otlp_endpoint, "--postgres-dsn", postgres.dsn(state_dir),
     ]  # fmt: skip
 
 
@@ -322,11 +366,14 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: Path) -> tuple[
-    subprocess.Popen[bytes], ServiceInfo
-]:  # fmt: skip
+def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: Path,
+           tie_to_parent: bool) -> tuple[subprocess.Popen[bytes], ServiceInfo]:  # fmt: skip
     log_path = state_dir / "logs" / f"{name}.log"
-    cmd = _command(name, config.host, ports, state_dir, config.tuning)
+    cmd = _command(name, config.host, ports, state_dir, config.tuning, config.otlp_endpoint or "")
+    identity: dict[str, Any] = {}
+    if name == "postgres":
+        postgres.prepare(state_dir)
+        identity = postgres.process_identity()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -336,18 +383,21 @@ def _spawn(name: str, config: StackConfig, ports: Mapping[str, int], state_dir: 
             start_new_session=True,
             cwd=state_dir,
             env=_child_env(),
+            preexec_fn=die_with_parent() if tie_to_parent else None,
+            **identity,
         )
     try:
         create_time_s = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         create_time_s = 0.0
+    database = name == "postgres"  # a Unix socket, no TCP port, no health URL
     info = ServiceInfo(
         name=name,
         pid=proc.pid,
-        url=service_url(name, config.host, ports),
-        health_url=health_url(name, config.host, ports),
+        url=postgres.dsn(state_dir) if database else service_url(name, config.host, ports),
+        health_url="" if database else health_url(name, config.host, ports),
         log_path=log_path,
-        port=ports[name],
+        port=0 if database else ports[name],
         create_time_s=create_time_s,
     )
     return proc, info
@@ -382,6 +432,17 @@ def _wait_temporal(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: f
             helper.wait()
 
 
+def _wait_postgres(
+    proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float, state_dir: Path
+) -> None:
+    while not postgres.ready(state_dir):
+        if proc.poll() is not None:
+            raise _start_failed(info, f"exited with code {proc.returncode} while starting")
+        if time.monotonic() > deadline:
+            raise _start_failed(info, "did not become ready in time")
+        time.sleep(0.05)
+
+
 def _wait_http(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float) -> None:
     while not check_health(info.health_url, timeout_s=1.0):
         if proc.poll() is not None:
@@ -392,12 +453,18 @@ def _wait_http(proc: subprocess.Popen[bytes], info: ServiceInfo, deadline: float
 
 
 def up(
-    config: StackConfig, *, timeout_s: float = 60, progress: Progress | None = None
+    config: StackConfig,
+    *,
+    timeout_s: float = 60,
+    progress: Progress | None = None,
+    tie_to_parent: bool = False,
 ) -> StackState:
     """Start every service in order and wait until each is healthy; raise StackError if not.
 
     If the stack recorded in the state dir is already up and healthy it is returned as is;
-    a partly dead one is stopped first. Ports are all checked before anything starts.
+    a partly dead one, or one left by a `capacity run` that no longer exists, is stopped
+    first. Ports are all checked before anything starts. With `tie_to_parent` (a run) every
+    service gets a parent-death signal: it ends with this process, even under SIGKILL.
     """
     say = progress or (lambda _msg: None)
     ports = config.resolved_ports()
@@ -405,28 +472,49 @@ def up(
     state_dir = Path(config.state_dir).resolve()
     existing = status(state_dir)
     if existing is not None:
-        if all(stack_health(existing).values()):
+        if existing.owner_gone:
+            say("stack left behind by a run that no longer exists; stopping it first")
+            down(state_dir)
+        elif all(stack_health(existing).values()):
             say(f"stack already up (state dir {state_dir})")
             return existing
-        say("stack partly down; stopping what is left before starting again")
-        down(state_dir)
+        else:
+            say("stack partly down; stopping what is left before starting again")
+            down(state_dir)
     for key, port in ports.items():
-        if port_in_use(config.host, port):
-            raise StackError(f"port {port} ({key}) is already in use")
+        problem = port_problem(config.host, port)
+        if problem is not None:
+            raise StackError(f"cannot start {key} on {config.host}:{port}: {problem}")
     temporal_binary()
     (state_dir / "logs").mkdir(parents=True, exist_ok=True)
     for leftover in state_dir.glob("temporal.db*"):
         leftover.unlink()  # a fresh database: runs must not depend on earlier histories
     deadline = time.monotonic() + timeout_s
-    state = StackState({}, state_dir, config.host, ports, time.time())
+    me = psutil.Process()
+    owner = {
+        "kind": "run" if tie_to_parent else "manual",
+        "pid": me.pid,
+        "create_time_s": me.create_time(),
+    }
+    state = StackState(
+        {},
+        state_dir,
+        config.host,
+        ports,
+        time.time(),
+        owner=owner,
+        otlp_endpoint=config.otlp_endpoint or None,
+    )
     try:
         for name in SERVICES:
             t0 = time.monotonic()
-            proc, info = _spawn(name, config, ports, state_dir)
+            proc, info = _spawn(name, config, ports, state_dir, tie_to_parent)
             state.services[name] = info
             _write_state(state)
             if name == "temporal":
                 _wait_temporal(proc, info, deadline)
+            elif name == "postgres":
+                _wait_postgres(proc, info, deadline, state_dir)
             else:
                 _wait_http(proc, info, deadline)
             say(f"starting {name} ... ready in {time.monotonic() - t0:.1f} s")
@@ -446,7 +534,8 @@ def _stop(infos: Iterable[ServiceInfo], timeout_s: float) -> list[str]:
     """SIGTERM each live service's process group, SIGKILL what outlives the timeout."""
     live = [(info, proc) for info in infos if (proc := _process(info)) is not None]
     for info, _proc in reversed(live):
-        _signal_group(info.pid, signal.SIGTERM)
+        # PostgreSQL's SIGTERM waits for every client to leave; SIGINT is its fast shutdown.
+        _signal_group(info.pid, signal.SIGINT if info.name == "postgres" else signal.SIGTERM)
     _gone, alive = psutil.wait_procs([p for _i, p in live], timeout=timeout_s)
     for proc in alive:
         _signal_group(proc.pid, signal.SIGKILL)

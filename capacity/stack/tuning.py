@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from capacity.errors import ConfigError
 
@@ -29,7 +30,7 @@ COMMON_KNOBS = (
 )
 SERVICE_KNOBS: dict[str, tuple[str, ...]] = {
     "gateway": ("graphql_error_rate",),
-    "master-data": (),
+    "master-data": ("db_delay_dist", "db_delay_ms", "db_delay_sigma"),
     "rules-engine": ("wrong_outcome_rate",),
     "workflow": ("workflow_failure_rate", "worker_task_slots", "worker_task_delay_ms"),
 }
@@ -60,6 +61,9 @@ class Tuning:
     graphql_error_rate: float = 0.0
     wrong_outcome_rate: float = 0.0
     workflow_failure_rate: float = 0.0
+    db_delay_dist: str = "none"
+    db_delay_ms: float = 0.0
+    db_delay_sigma: float = 0.5
     worker_task_slots: int = 0  # workflow task slots of the Temporal worker (0: the SDK's 100)
     worker_task_delay_ms: float = 0.0  # the worker waits this long before taking each task
 
@@ -178,8 +182,22 @@ def sample_latency_ms(tuning: Tuning, rng: random.Random) -> float:
     Median rather than mean so "lognormal 2 ms" and "exponential 2 ms" put half of the requests
     below 2 ms, which is what people read off a percentile chart.
     """
-    median_ms = tuning.latency_ms
-    dist = tuning.latency_dist
+    return sample_ms(tuning.latency_dist, tuning.latency_ms, tuning.latency_sigma, rng) * (
+        tuning.slowdown
+    )
+
+
+def sample_db_delay_ms(tuning: Tuning, rng: random.Random) -> float:
+    """One draw of master-data's injected database delay in ms (per SQL statement).
+
+    The same distributions as `latency_dist`, `db_delay_ms` their median; `slowdown` does not
+    apply (it slows the service, this slows its database).
+    """
+    return sample_ms(tuning.db_delay_dist, tuning.db_delay_ms, tuning.db_delay_sigma, rng)
+
+
+def sample_ms(dist: str, median_ms: float, sigma: float, rng: random.Random) -> float:
+    """One draw in ms of distribution `dist` with median `median_ms` (lognormal shape `sigma`)."""
     if dist == "none" or median_ms <= 0:
         return 0.0
     if dist == "fixed":
@@ -187,12 +205,12 @@ def sample_latency_ms(tuning: Tuning, rng: random.Random) -> float:
     elif dist == "uniform":
         value_ms = rng.uniform(0.0, 2.0 * median_ms)
     elif dist == "lognormal":
-        value_ms = rng.lognormvariate(math.log(median_ms), tuning.latency_sigma)
+        value_ms = rng.lognormvariate(math.log(median_ms), sigma)
     elif dist == "exponential":
         value_ms = rng.expovariate(math.log(2.0) / median_ms)
     else:
-        raise TuningError("latency_dist", f"unknown latency_dist {dist!r}")
-    return value_ms * tuning.slowdown
+        raise TuningError("latency_dist", f"unknown distribution {dist!r}")
+    return value_ms
 
 
 def cpu_budget_ms(tuning: Tuning) -> float:
@@ -213,3 +231,33 @@ def burn_cpu(cpu_ms: float) -> None:
     while time.thread_time() < end_s:
         for i in range(200):
             acc += i * i
+
+
+def apply_tuning(state: Any, tuning: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set knobs on a running stack through each stand-in's `/admin/tuning` endpoint."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from capacity.errors import StackError
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for service, knobs in tuning.items():
+        info = state.services.get(service)
+        if info is None or not info.url.startswith("http"):
+            raise StackError(f"stack.tuning.{service}: no tunable service of that name")
+        base = info.url.split("/graphql")[0].rstrip("/")
+        req = urllib.request.Request(
+            f"{base}/admin/tuning",
+            data=json.dumps(dict(knobs)).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with opener.open(req, timeout=5):
+                pass
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:200]
+            raise StackError(f"stack.tuning.{service}: rejected: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise StackError(f"stack.tuning.{service}: not reachable: {exc}") from None

@@ -36,6 +36,7 @@ from temporalio.worker import (
     WorkerTuner,
 )
 
+from capacity.stack import telemetry
 from capacity.stack.activities import ErpActivities
 from capacity.stack.httpkit import (
     RUNTIME_KEY,
@@ -122,7 +123,11 @@ async def connect(settings: WorkflowSettings) -> Client:
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
-            return await Client.connect(settings.temporal_address, namespace=settings.namespace)
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.namespace,
+                interceptors=telemetry.temporal_interceptors(),
+            )
         except RuntimeError:
             if time.monotonic() > deadline:
                 raise
@@ -136,7 +141,9 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS_KEY]
     client = await connect(settings)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=200), timeout=aiohttp.ClientTimeout(total=10)
+        connector=aiohttp.TCPConnector(limit=200),
+        timeout=aiohttp.ClientTimeout(total=10),
+        trace_configs=telemetry.client_trace_configs(),
     )
     acts = ErpActivities(
         session, settings.master_data_url, settings.rules_engine_url, app[RUNTIME_KEY]
