@@ -6,7 +6,8 @@ the history, both server timestamps) says whether the workers keep up. It is rea
 first three events of a sample of started workflows, at most `per_s` per type per second (a
 token bucket), so the probe's own load stays small at any start rate: one history page of
 three events per sample, read after the workflow's result arrived when the driver awaits it
-(the first task has run by then), else with the server's long poll for new events. The task
+(the first task has run by then), else a second after the start (with the server's long poll
+for new events if the first task still waits). The task
 queue's backlog comes from `DescribeTaskQueue` with `report_stats` (Temporal Server 1.32
 reports approximate backlog count and age), asked every 2 s per task queue; a poll the
 server answers without stats is counted but not `reported`.
@@ -27,6 +28,9 @@ from capacity.runfolder.histograms import HIGHEST_US, LOWEST_US, encode_histogra
 
 SLICE_FIELD = "temporal"
 HISTORY_WAIT_S = 120.0  # the longest a sampled workflow is followed to its first task
+# A fire-and-forget sample is read this long after its start: by then the first task has
+# usually run, and one history page answers (a long poll otherwise, if it waits in a backlog).
+FIRST_LOOK_S = 1.0
 BACKLOG_EVERY_S = 2.0
 
 
@@ -73,6 +77,8 @@ class SaturationProbe:
         task.add_done_callback(self._pending.discard)
 
     async def _measure(self, handle: Any, workflow_type: str, wait: bool) -> None:
+        if wait:
+            await asyncio.sleep(FIRST_LOOK_S)
         try:
             latency_us = await asyncio.wait_for(first_task_wait_us(handle, wait), HISTORY_WAIT_S)
         except Exception:  # closed before a task ran, history gone, server busy: no sample
