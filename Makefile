@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/capacity run
 
-## Set up (venv, Docker engine for the collector tests, Chromium for the report test), lint, test.
+## Set up (venv, Docker engine for the collector tests, Chromium for the report test, tcpdump
+## for the latency truth test), lint, test.
 test: $(STAMP)
 	bash .ci/test-setup.sh
 	$(BIN)/ruff check capacity tests benchmarks
@@ -28,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check capacity tests benchmarks
 	$(BIN)/mypy
 
-## Fast tests only (no Docker, no Chromium needed).
+## Fast tests only (no Docker, no Chromium needed; the latency truth test skips without tcpdump).
 unit: $(STAMP)
 	$(BIN)/pytest -m "not docker and not slow"
 

@@ -20,6 +20,7 @@ from locust import FastHttpUser, between, task
 from capacity.addresses import parse_http_url
 from capacity.drivers.headers import target_headers
 from capacity.drivers.lean_http import BodyCheck, request_headers, send_checked
+from capacity.drivers.wire_timing import for_user
 from capacity.scenario import RuleSetLoad, Targets, UserClass
 
 
@@ -110,11 +111,20 @@ class RulesUser(FastHttpUser):
             self.client, {**self.headers, **self.extra_headers}, self.url_authorization
         )
         self._url = f"{self.client.base_url}{self.base_path}/evaluate"
+        self._wire = for_user(self, self._url)
 
     @task
     def evaluate(self) -> None:
         stat_name, bodies = random.choices(self.cases, cum_weights=self.cum_weights)[0]
         body, check = random.choice(bodies)
         send_checked(
-            self.client, "POST", self._url, body, self._headers, stat_name, self.context(), check
+            self.client,
+            "POST",
+            self._url,
+            body,
+            self._headers,
+            stat_name,
+            self.context(),
+            check,
+            self._wire,
         )

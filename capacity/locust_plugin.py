@@ -178,6 +178,7 @@ class CapacityPlugin:
         self.ticker: Any = None
         self.runner: Any = None
         self.options: Any = None
+        self.schema_sha256: str | None = None
         self.sampler: Any = None
         self.owns_run = False  # a plain `locust -f` run: this process judges and exits with it
         self.problems: list[str] = []
@@ -202,7 +203,7 @@ class CapacityPlugin:
                 from capacity.preflight import run_preflight
 
                 try:
-                    run_preflight(self.scenario)
+                    self.schema_sha256 = run_preflight(self.scenario)
                 except CapacityError as exc:
                     print(f"capacity: error: {exc}", file=sys.stderr)
                     sys.exit(exc.exit_code)
@@ -259,7 +260,8 @@ class CapacityPlugin:
             run_dir = runfolder.create_run_dir(reports, self.scenario.name)
         if not (run_dir / runfolder.RUN_JSON).exists():
             self.owns_run = True
-            runfolder.start_run_json(run_dir, self.scenario)
+            extra = {"graphql_schema_sha256": self.schema_sha256} if self.schema_sha256 else {}
+            runfolder.start_run_json(run_dir, self.scenario, **extra)
             self._record_command_line_load(run_dir, options)
         return run_dir
 

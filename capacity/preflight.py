@@ -319,12 +319,26 @@ def check_docker(scenario: Scenario) -> None:
         ) from None
 
 
-def run_preflight(scenario: Scenario) -> None:
+def run_preflight(scenario: Scenario) -> str | None:
+    """Check targets and validate documents; returns the SHA-256 of the schema they were
+    validated against (printed canonically), for run.json, or None when none was used."""
     check_targets(scenario)
     check_docker(scenario)
+    schema = None
     if "graphql" in scenario.users:
         source = scenario.targets.graphql.schema
         if source == SCHEMA_INTROSPECTION:
-            validate_documents(scenario, fetch_schema(scenario))
+            schema = fetch_schema(scenario)
         elif scenario.targets.graphql.schema_file is not None:
-            validate_documents(scenario, schema_from_file(scenario))
+            schema = schema_from_file(scenario)
+        if schema is not None:
+            validate_documents(scenario, schema)
+    return schema_sha256(schema) if schema is not None else None
+
+
+def schema_sha256(schema: Any) -> str:
+    import hashlib
+
+    from graphql import print_schema
+
+    return hashlib.sha256(print_schema(schema).encode()).hexdigest()

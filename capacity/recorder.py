@@ -13,6 +13,15 @@ for coordinated omission: a stalled load generator cannot hide the queueing it c
 Extra per-slice fields (the arrival executor's counters) are added by the `on_close`
 callback (the plugin fires its `slice_closing` event there) before the record is handed on.
 
+A driver that times at the socket (`capacity.drivers.wire_timing`) adds `wire_time` and
+`connect_time` (ms) to the `request` event. Then `hist` holds the wire latency (what the
+system took: first byte written to last byte received) and, for the same requests,
+`hist_client` the client-observed latency (Locust's `response_time`) and `hist_overhead` the
+client's own share (client-observed minus wire minus connect); `hist_connect` holds the
+connection set-up times. A request without a wire figure (a connection error, a TLS target, a
+driver that does not time at the socket) is recorded into `hist` as client-observed, as
+before.
+
 A request whose context carries `TRACE_ID_KEY` (a sampled W3C trace, see
 `capacity.drivers.tracing`) is also listed in its slice under `traces` as
 `[trace_id, start_s, latency_ms, failed]`, at most `MAX_TRACES_PER_SLICE` per operation (the
@@ -48,6 +57,9 @@ class _OpSlice:
     partial: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     hist_intended: HdrHistogram | None = None
+    hist_client: HdrHistogram | None = None
+    hist_overhead: HdrHistogram | None = None
+    hist_connect: HdrHistogram | None = None
     traces: list[list[Any]] | None = None
     traces_dropped: int = 0
 
@@ -93,12 +105,22 @@ class SliceRecorder:
         exception: BaseException | str | None = None,
         context: Mapping[str, Any] | None = None,
         start_time: float | None = None,
+        wire_time: float | None = None,
+        connect_time: float | None = None,
         **_: Any,
     ) -> None:
         op = self._ops.get(name)
         if op is None:
             op = self._ops[name] = _OpSlice()
-        latency_us = min(max(int((response_time or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
+        if wire_time is None:
+            latency_us = _us(response_time)
+        else:
+            latency_us = _us(wire_time)
+            self._record_client(op, response_time or 0.0, wire_time, connect_time or 0.0)
+        if connect_time is not None:
+            if op.hist_connect is None:
+                op.hist_connect = new_histogram()
+            op.hist_connect.record_value(_us(connect_time))
         op.hist.record_value(latency_us)
         op.count += 1
         self.total_requests += 1
@@ -118,6 +140,15 @@ class SliceRecorder:
             trace_id = context.get(TRACE_ID_KEY)
             if trace_id is not None:
                 _record_trace(op, trace_id, start_time, latency_us, exception is not None)
+
+    @staticmethod
+    def _record_client(op: _OpSlice, client_ms: float, wire_ms: float, connect_ms: float) -> None:
+        if op.hist_client is None:
+            op.hist_client = new_histogram()
+            op.hist_overhead = new_histogram()
+        assert op.hist_overhead is not None
+        op.hist_client.record_value(_us(client_ms))
+        op.hist_overhead.record_value(_us(client_ms - wire_ms - connect_ms))
 
     def _record_intended(
         self, op: _OpSlice, latency_us: int, intended_s: float, start_time: float | None
@@ -151,10 +182,16 @@ class SliceRecorder:
         return record
 
 
+def _us(ms: float | None) -> int:
+    """A latency in ms as whole microseconds within the histograms' range."""
+    return min(max(int((ms or 0.0) * 1000.0 + 0.5), LOWEST_US), HIGHEST_US)
+
+
 def _record_trace(
     op: _OpSlice, trace_id: str, start_time: float | None, latency_us: int, failed: bool
 ) -> None:
-    """List one sampled request: its trace id, send time, client latency and outcome."""
+    """List one sampled request: its trace id, send time, latency (the wire's when measured)
+    and outcome."""
     if op.traces is None:
         op.traces = []
     if len(op.traces) >= MAX_TRACES_PER_SLICE:
@@ -172,8 +209,10 @@ def _op_record(op: _OpSlice) -> dict[str, Any]:
         "hist": encode_histogram(op.hist),
         "errors": dict(op.errors),
     }
-    if op.hist_intended is not None:
-        out["hist_intended"] = encode_histogram(op.hist_intended)
+    for key in ("hist_intended", "hist_client", "hist_overhead", "hist_connect"):
+        hist = getattr(op, key)
+        if hist is not None:
+            out[key] = encode_histogram(hist)
     if op.traces is not None:
         out["traces"] = op.traces
         if op.traces_dropped:

@@ -460,7 +460,7 @@ def run_scenario(
         stack = None
     with stack if owned and stack is not None else _Null(), receiver or _Null():
         say("checking targets ...")
-        run_preflight(scenario)
+        schema_sha256 = run_preflight(scenario)
         run_dir = runfolder.create_run_dir(options.reports_root, scenario.name)
         runfolder.start_run_json(
             run_dir,
@@ -471,6 +471,7 @@ def run_scenario(
                 "started_by_this_run": bool(stack and stack.started),
             },
             **({"repeat": options.repeat} if options.repeat else {}),
+            **({"graphql_schema_sha256": schema_sha256} if schema_sha256 else {}),
             **({"reset": options.reset} if options.reset else {}),
         )
         say(f"run folder: {run_dir}")

@@ -6,7 +6,8 @@ imported it (docker, requests) by the time these tests would be collected.
 
 Each case sends the same request both ways to a real HTTP server on 127.0.0.1 and compares
 the `request` events fired: name, type, failure (class and message), response length,
-partial marking and the headers on the wire.
+partial marking and the headers on the wire. With a wire probe (`wire_timing.install`) the
+event also carries the wire and connect times, checked against a server that waits 30 ms.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +27,7 @@ from locust.event import EventHook
 
 from capacity.drivers.graphql import graphql_failure
 from capacity.drivers.lean_http import request_headers, send_checked
+from capacity.drivers.wire_timing import WireSocket, install
 
 ANSWERS: dict[str, tuple[int, bytes, dict[str, str]]] = {
     "/ok": (200, b'{"data": {"customer": {"id": "C-1"}}}', {}),
@@ -44,6 +47,7 @@ ANSWERS: dict[str, tuple[int, bytes, dict[str, str]]] = {
     "/201-errors": (201, b'{"errors": [{"message": "not checked off 200"}]}', {}),
     "/empty": (200, b"", {}),
 }
+SLOW_PATH, SLOW_S = "/slow", 0.03
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,7 +57,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         Handler.seen.append({k.lower(): v for k, v in self.headers.items()})
-        status, body, extra = ANSWERS[self.path]
+        if self.path == SLOW_PATH:
+            time.sleep(SLOW_S)
+        status, body, extra = ANSWERS.get(self.path, ANSWERS["/ok"])
         self.send_response(status)
         for key, value in extra.items():
             self.send_header(key, value)
@@ -235,3 +241,69 @@ def test_expected_status_does_not_hide_a_refused_connection() -> None:
     (body, exc), event = expecting(dead, "/ok", frozenset({200}))
     assert body is None and event["exception"] is not None
     assert "expected" not in str(event["exception"])
+
+
+def test_wire_probe_times_the_request_inside_the_client_interval(server: str) -> None:
+    """Wire time: the server's 30 ms and the loopback, within Locust's response time."""
+    events: list[dict[str, Any]] = []
+    s = session(server, events)
+    probe = install(s, [server])
+    headers = request_headers(s, {"Content-Type": "application/json"})
+    before = time.time()
+    for _ in range(3):
+        send_checked(
+            s, "POST", server + SLOW_PATH, b"{}", headers, "op", {}, graphql_failure, probe
+        )
+    first, second, third = events
+    for event in events:
+        assert event["exception"] is None
+        assert SLOW_S * 1000 <= event["wire_time"] < event["response_time"]
+        assert event["start_time"] >= before  # the first byte's time, after the call began
+    # one connection, opened by the first request and timed apart from it
+    assert first["connect_time"] is not None and 0 < first["connect_time"] < 1000
+    assert second["connect_time"] is None and third["connect_time"] is None
+    client = s.client.clientpool.get_client(server + "/")
+    sock = client._connection_pool._socket_queue.peek()
+    assert isinstance(sock, WireSocket)
+
+
+def test_wire_probe_reports_no_wire_time_without_a_response() -> None:
+    events: list[dict[str, Any]] = []
+    dead = f"http://127.0.0.1:{closed_port()}"
+    s = session(dead, events)
+    probe = install(s, [dead])
+    send_checked(s, "POST", dead + "/ok", b"{}", {}, "op", {}, graphql_failure, probe)
+    (event,) = events
+    assert event["exception"] is not None
+    assert event["wire_time"] is None and event["connect_time"] is None
+
+
+def test_a_session_without_a_probe_keeps_stock_sockets(server: str) -> None:
+    events: list[dict[str, Any]] = []
+    s = session(server, events)
+    send_checked(s, "POST", server + "/ok", b"{}", {}, "op", {}, graphql_failure)
+    (event,) = events
+    assert event["wire_time"] is None and event["connect_time"] is None
+    sock = s.client.clientpool.get_client(server + "/")._connection_pool._socket_queue.peek()
+    assert not isinstance(sock, WireSocket)
+
+
+def test_tls_targets_and_shared_pools_stay_client_observed(server: str) -> None:
+    """OpenSSL reads TLS sockets itself, and one probe cannot follow many users' requests."""
+    from geventhttpclient.client import HTTPClientPool
+    from geventhttpclient.url import URL
+
+    from capacity.drivers.wire_timing import WireConnectionPool, for_user
+
+    s = session(server, [])
+    tls = "https://127.0.0.1:9/"
+    install(s, [tls, server])
+    pool_of = s.client.clientpool.get_client
+    assert not isinstance(pool_of(URL(tls))._connection_pool, WireConnectionPool)
+    assert isinstance(pool_of(URL(server))._connection_pool, WireConnectionPool)
+
+    class SharedPoolUser:
+        client_pool = HTTPClientPool()
+        client = session(server, [])
+
+    assert for_user(SharedPoolUser(), server) is None

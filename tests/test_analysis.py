@@ -51,6 +51,25 @@ def test_warmup_is_excluded_from_steady_state() -> None:
     assert s["verdict"] == "pass"
 
 
+def test_no_sample_of_the_warmup_counts_even_when_its_slice_is_mostly_after_it() -> None:
+    """2 s slices and a 3 s warm-up: the slice [1002, 1004) holds 1 s of warm-up, so it does
+    not count (its midpoint is past the warm-up); steady state starts at the next boundary."""
+    out: list[dict] = []
+    clock = {"t": 1000.0}
+    rec = SliceRecorder(out.append, worker="w", clock=lambda: clock["t"])
+    for latency_ms in (900.0, 900.0, 10.0, 10.0, 10.0):  # slices from 1000, 1002, ... 1008
+        for _ in range(40):
+            rec.on_request(name="graphql Q", response_time=latency_ms)
+        clock["t"] += 2.0
+        rec.close_slice()
+    s = summarize(out, None, run_meta={**META, "warmup_s": 3.0}, operation_slos=[], service_slos=[])
+    op = s["operations"]["graphql Q"]
+    assert (op["count"], op["count_all"]) == (120, 200)
+    assert op["max_ms"] == pytest.approx(10.0, rel=1e-3)
+    assert s["steady_duration_s"] == pytest.approx(6.0)  # from the boundary at 1004
+    assert op["rps"] == pytest.approx(20.0)
+
+
 def test_slo_failure_and_error_rate() -> None:
     slices = make_slices([(700.0, 100, 0.05)] * 4, t0=1000.0)
     s = summarize(

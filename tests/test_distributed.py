@@ -42,10 +42,10 @@ globals().update(locustfile_users("rules.toml", kinds=("rules",)))
 _out = []
 
 @events.request.add_listener
-def _raw(name, response_time, exception=None, **_):
+def _raw(name, response_time, exception=None, wire_time=None, **_):
     if not _out:
         _out.append(open(os.path.join(os.environ["RAW_SAMPLES_DIR"], f"{os.getpid()}.tsv"), "a"))
-    _out[0].write(f"{name}\\t{response_time!r}\\t{int(exception is not None)}\\n")
+    _out[0].write(f"{name}\\t{response_time!r}\\t{wire_time!r}\\t{int(exception is not None)}\\n")
     _out[0].flush()
 """
 
@@ -132,8 +132,13 @@ def test_master_and_two_workers_merge_exactly(
     raw_counts: Counter[str] = Counter()
     for path in raw_files:
         for line in path.read_text().splitlines():
-            name, response_time, failed = line.split("\t")
-            truth.on_request(name, float(response_time), "x" if failed == "1" else None)
+            name, response_time, wire_time, failed = line.split("\t")
+            truth.on_request(
+                name,
+                float(response_time),
+                "x" if failed == "1" else None,
+                wire_time=None if wire_time == "None" else float(wire_time),
+            )
             raw_counts[name] += 1
     truth.close_slice()
     truth_hists = merged(single)

@@ -11,6 +11,7 @@ import pytest
 from conftest import write_scenario
 from test_drivers_live import DIRECT, admin, injected, op_totals, run_locust, verdict_exit
 
+from capacity import runfolder
 from capacity.stack.supervisor import StackState
 
 pytestmark = pytest.mark.stack
@@ -198,3 +199,13 @@ def test_services_locustfile_drives_every_part_of_its_scenario(
     totals = op_totals(tmp_path / "run")
     assert {"http", "chain", "workflow"} == {name.split(" ")[0] for name in totals}, totals
     assert sum(c["failures"] for c in totals.values()) == 0, totals
+    # HTTP requests are timed at the socket like GraphQL's (a client-observed histogram is
+    # kept beside the wire one); a chain, end to end, cannot be.
+    timed = {
+        name
+        for record in runfolder.iter_slices(tmp_path / "run")
+        for name, op in record["ops"].items()
+        if op.get("hist_client")
+    }
+    assert {"http get-customer", "http create-invoice"} <= timed, timed
+    assert "chain invoice-approval" not in timed

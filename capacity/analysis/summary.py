@@ -35,6 +35,7 @@ from capacity.analysis.validity import (
     run_reasons,
     trust_rows,
 )
+from capacity.analysis.wire_stats import ClientFigures, add_client_figures, overhead_warnings
 from capacity.runfolder.histograms import Counts, counts_len, decode_flat, percentile_ms
 from capacity.runfolder.meta import RunMeta
 from capacity.runfolder.summary import SUMMARY_SCHEMA
@@ -60,9 +61,10 @@ class RunWindow:
 
 
 def in_steady_state(record: Mapping[str, Any], steady_start_s: float) -> bool:
-    """A slice counts once its midpoint is past the warm-up."""
-    mid = (float(record["t_start_s"]) + float(record["t_end_s"])) / 2.0
-    return mid >= steady_start_s
+    """A slice counts when it starts at or after the warm-up's end, so no sample of the
+    warm-up counts: the warm-up is rounded up to a whole slice (`summarize` passes -inf when
+    there is no warm-up, so every slice counts, a skewed worker clock's too)."""
+    return float(record["t_start_s"]) >= steady_start_s
 
 
 @functools.cache
@@ -177,6 +179,8 @@ class RunStats:
     ops: dict[str, _Op]
     first_start_s: float | None
     last_end_s: float | None
+    steady_first_s: float | None  # the earliest start of a slice that counts
+    client: ClientFigures
     arrival: dict[str, Any] | None
     workers: dict[str, dict[str, Any]]
     timeline: pd.DataFrame
@@ -196,7 +200,8 @@ def collect(
     take seconds rather than minutes.
     """
     ops: dict[str, _Op] = {}
-    first = last = None
+    first = last = steady_first = None
+    client = ClientFigures()
     arrival: dict[str, int] | None = None
     workers: dict[str, dict[str, Any]] = {}
     timeline = Timeline(bucket_s)
@@ -206,6 +211,8 @@ def collect(
         first = t0 if first is None else min(first, t0)
         last = t1 if last is None else max(last, t1)
         steady = in_steady_state(record, steady_start_s)
+        if steady:
+            steady_first = t0 if steady_first is None else min(steady_first, t0)
         key = timeline.add(record)
         w = workers.setdefault(
             str(record.get("worker", "")), {"requests": 0, "last_slice_end_s": 0.0, "lost": False}
@@ -236,12 +243,22 @@ def collect(
                 op.intended.add_encoded(raw["hist_intended"])
         if steady:
             arrival = arrival_totals_add(arrival, record.get("arrival"))
+            client.add_record(record)
         # A batch ends after BATCH_RECORDS records, or sooner when it spans many chart buckets
         # (short slices): each open bucket holds a dense histogram per kind of operation.
         if batch.records_seen(key) >= BATCH_RECORDS or timeline.open_buckets > MAX_OPEN_BUCKETS:
             batch.flush(timeline)
     batch.flush(timeline)
-    return RunStats(ops, first, last, arrival_totals_finish(arrival), workers, timeline.frame())
+    return RunStats(
+        ops,
+        first,
+        last,
+        steady_first,
+        client,
+        arrival_totals_finish(arrival),
+        workers,
+        timeline.frame(),
+    )
 
 
 class _Batch:
@@ -380,18 +397,25 @@ def summarize(
     before it was recorded).
     """
     load_start = meta.load_started_at if meta.load_started_at is not None else first_start_s
-    steady_start = (load_start or 0.0) + meta.warmup_s
-    tap = ClientTap(steady_start)  # capacity.traces: sampled requests, read in the same pass
-    temporal = TemporalTap(steady_start)  # Temporal saturation (capacity.analysis.temporal)
-    stats = collect(temporal.wrap(tap.wrap(records)), steady_start, timeline_bucket_s(meta))
+    # no sample of the warm-up counts (see in_steady_state); with none, every slice counts
+    warmup_end = (load_start or 0.0) + meta.warmup_s if meta.warmup_s > 0 else float("-inf")
+    tap = ClientTap(warmup_end)  # capacity.traces: sampled requests, read in the same pass
+    # Temporal saturation (capacity.analysis.temporal), read in the same pass by the same rule
+    temporal = TemporalTap(lambda record: in_steady_state(record, warmup_end))
+    stats = collect(temporal.wrap(tap.wrap(records)), warmup_end, timeline_bucket_s(meta))
     if load_start is None:
         load_start = stats.first_start_s or 0.0
     end = stats.last_end_s if stats.last_end_s is not None else load_start + meta.warmup_s
-    window = RunWindow(load_start, load_start + meta.warmup_s, end)
+    # steady state from the first slice that counts (the warm-up rounded up to a whole slice)
+    steady_start = load_start
+    if meta.warmup_s > 0:
+        steady_start = stats.steady_first_s or max(load_start + meta.warmup_s, end)
+    window = RunWindow(load_start, steady_start, end)
     operations = {
         name: operation_entry(stats.ops[name], window.steady_duration_s)
         for name in sorted(stats.ops)
     }
+    add_client_figures(operations, stats.client)
     digest = digest_resources(
         _chunks(resources),
         steady_start_s=window.steady_start_s,
@@ -450,6 +474,7 @@ def summarize(
         "status": "complete" if not partial else "partial",
         "verdict": verdict(rows, texts),
         "reasons": texts,
+        "warnings": overhead_warnings(operations),
         "operations": operations,
         "resources": res,
         "slos": rows,

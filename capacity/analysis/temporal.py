@@ -13,7 +13,7 @@ neither shows. It is a reading of the figures, not part of the verdict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from capacity.runfolder.histograms import Counts
@@ -31,8 +31,8 @@ TEMPORAL_SERVICE = "temporal"
 class TemporalTap:
     """Adds up the steady-state slices' `temporal` fields as the records stream past."""
 
-    def __init__(self, steady_start_s: float) -> None:
-        self.steady_start_s = steady_start_s
+    def __init__(self, steady: Callable[[Mapping[str, Any]], bool] | None = None) -> None:
+        self.steady = steady  # the summary's steady-state rule; None: every slice counts
         self.seen = False
         self.worker_service: str | None = None
         self.hists: dict[str, Counts] = {}
@@ -47,10 +47,8 @@ class TemporalTap:
         field = record.get("temporal")
         if not isinstance(field, Mapping):
             return
-        if self.steady_start_s > float("-inf"):
-            mid_s = (float(record["t_start_s"]) + float(record["t_end_s"])) / 2.0
-            if mid_s < self.steady_start_s:
-                return
+        if self.steady is not None and not self.steady(record):
+            return
         self.seen = True
         self.worker_service = field.get("worker_service") or self.worker_service
         for name, sample in (field.get("schedule_to_start") or {}).items():
@@ -92,7 +90,7 @@ def temporal_summary(
     resources: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any] | None:
     """`summary["temporal"]` from steady-state slices already chosen (tests, tools)."""
-    tap = TemporalTap(float("-inf"))
+    tap = TemporalTap()
     for record in steady_slices:
         tap.add(record)
     return tap.summary(operations, resources)

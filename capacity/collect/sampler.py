@@ -112,6 +112,8 @@ class Sampler:
                 close()
         if self._writer is not None:
             self._writer.close()
+            if self._writer.error:
+                self.warn(self._writer.error)
         return self.samples_written
 
     def __enter__(self) -> Sampler:

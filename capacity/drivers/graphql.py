@@ -33,6 +33,7 @@ from capacity.drivers.json_template import compile_json
 from capacity.drivers.lean_http import request_headers, send_checked
 from capacity.drivers.tracing import TraceSampler, parse_prefix
 from capacity.drivers.variables import PoolCursor, compile_variables
+from capacity.drivers.wire_timing import for_user
 from capacity.recorder import TRACE_ID_KEY
 from capacity.scenario import GraphQLOperation, GraphQLSettings, Targets, UserClass
 
@@ -181,6 +182,7 @@ class GraphQLUser(FastHttpUser):
         )
         self._url = f"{self.client.base_url}{self.path}"
         self._total_weight = self.cum_weights[-1] if self.cum_weights else 0
+        self._wire = for_user(self, self._url)
         self._sampler = self.trace_sampler.with_prefix(trace_id_prefix(self.environment))
 
     def pick_operation(self) -> CompiledOperation:
@@ -228,7 +230,9 @@ class GraphQLUser(FastHttpUser):
         else:
             make = op.full_body if full and op.full_body else op.body
             url, method, body = self._url, "POST", make()
-        return send_checked(self.client, method, url, body, headers, op.stat_name, context, check)
+        return send_checked(
+            self.client, method, url, body, headers, op.stat_name, context, check, self._wire
+        )
 
 
 def trace_id_prefix(environment: Any) -> int:

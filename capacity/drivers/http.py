@@ -35,6 +35,7 @@ from capacity.drivers.lean_http import AnswerCheck, request_headers, send_expect
 from capacity.drivers.templates import RowDraw, Rows, compile_text, compile_value
 from capacity.drivers.tracing import TraceSampler
 from capacity.drivers.variables import PoolCursor
+from capacity.drivers.wire_timing import for_user
 from capacity.jsonpointer import MISSING, resolve
 from capacity.recorder import TRACE_ID_KEY
 from capacity.refs import CHAIN_POOL, has_refs
@@ -246,6 +247,11 @@ class HttpUser(FastHttpUser):
         self._count = len(self.requests)
         self._total = self.cum_weights[-1] if self.cum_weights else 0
         self._picks = len(self.cum_weights)
+        # The wire probe times requests at this user's sockets (capacity.drivers.wire_timing).
+        urls = {r.base_url for r in self.requests} | {
+            step.base_url for c in self.chains for step in c.steps if hasattr(step, "base_url")
+        }
+        self._wire = for_user(self, *sorted(urls))
         self._traced = self.trace_sampler.rate > 0
         if self._traced:
             self._sampler = self.trace_sampler.with_prefix(trace_id_prefix(self.environment))
@@ -295,4 +301,5 @@ class HttpUser(FastHttpUser):
             variant.check,
             rows,
             request.status,
+            self._wire,
         )

@@ -7,6 +7,13 @@ the status twice on every request: about 3.5% of a Locust core at a few thousand
 connection pool, timeouts, retries and error responses) and fires the same `request` event
 with the same fields Locust fires, so Locust's stats, the web UI and the run recorder see no
 difference, but does only what a driver with pre-built headers and a body check needs.
+
+With a `WireProbe` (`capacity.drivers.wire_timing`) the event also carries `wire_time` (ms,
+first byte written to the kernel's receive time of the last byte; None when not measured)
+and `connect_time` (ms spent opening a connection for this request, or None), and its
+`start_time` is the moment the first byte was written. `response_time` stays what Locust
+measures (client-observed: the whole call, parsing included), so Locust's own statistics
+and web UI show the client-observed figure; the run recorder judges the wire figure.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from typing import Any
 
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
+
+from capacity.drivers.wire_timing import WireProbe
 
 # What FastHttpSession adds to every request that does not set it: the same bytes on the wire.
 _ACCEPT_ENCODING = ("Accept-Encoding", "gzip, deflate, br")
@@ -51,13 +60,17 @@ def send_checked(
     name: str,
     context: dict[str, Any],
     check: BodyCheck,
+    probe: WireProbe | None = None,
 ) -> bytes | None:
     """Send one request and fire one `request` event; a failed body check is a failure.
 
     `url` is absolute and `headers` complete (see `request_headers`); non-2xx statuses and
     connection errors fail as they do in Locust. A partial answer sets `context["partial"]`.
     Returns the response body (None when there was none), for a caller that reacts to it.
+    `probe` is the session's wire probe (`wire_timing.for_user`), if it has one.
     """
+    if probe is not None:
+        probe.begin()
     start_time = time.time()
     started = time.perf_counter()
     response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
@@ -70,6 +83,11 @@ def send_checked(
     except FAILURE_EXCEPTIONS as e:  # the body could not be read: as Locust reports it
         exception = e
     response_time_ms = (time.perf_counter() - started) * 1000
+    wire_ms = connect_ms = None
+    if probe is not None:
+        wire_ms, connect_ms = probe.read(response_time_ms)
+        if wire_ms is not None:
+            start_time = probe.sent_ns / 1e9
     if exception is None:
         exception = getattr(response, "error", None)  # non-2xx or no connection
     if exception is None and response.status_code == 200:
@@ -88,6 +106,8 @@ def send_checked(
         url=url,
         response_length=length,
         response_time=response_time_ms,
+        wire_time=wire_ms,
+        connect_time=connect_ms,
     )
     return content
 
@@ -108,13 +128,17 @@ def send_expecting(
     check: AnswerCheck | None,
     rows: Any,
     expected_status: frozenset[int] | None,
+    probe: WireProbe | None = None,
 ) -> tuple[bytes | None, Exception | None]:
     """`send_checked` for any method and expected statuses: (the body when it passed, failure).
 
     Without `expected_status` a status Locust counts as an error (4xx, 5xx) fails as in
     Locust; with it, exactly those statuses pass and any other is a failure naming both. The
-    body is returned to the caller (a chain takes values from it) and never kept.
+    body is returned to the caller (a chain takes values from it) and never kept. `probe`: as
+    for `send_checked`, the wire time and connect time ride on the event.
     """
+    if probe is not None:
+        probe.begin()
     start_time = time.time()
     started = time.perf_counter()
     response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
@@ -127,6 +151,11 @@ def send_expecting(
     except FAILURE_EXCEPTIONS as e:
         exception = e
     response_time_ms = (time.perf_counter() - started) * 1000
+    wire_ms = connect_ms = None
+    if probe is not None:
+        wire_ms, connect_ms = probe.read(response_time_ms)
+        if wire_ms is not None:
+            start_time = probe.sent_ns / 1e9
     if exception is None:
         error = getattr(response, "error", None)
         status = response.status_code
@@ -149,5 +178,7 @@ def send_expecting(
         url=url,
         response_length=length,
         response_time=response_time_ms,
+        wire_time=wire_ms,
+        connect_time=connect_ms,
     )
     return ((content or b"") if exception is None else None), exception

@@ -127,20 +127,6 @@ def embedded_schema_sha256() -> str:
     return _sha256_bytes(print_schema(build_schema(SDL)).encode())
 
 
-def live_schema_sha256(scenario_path: Path) -> str | None:
-    """Hash of the scenario's gateway schema by introspection; None when it does not answer."""
-    from graphql import print_schema
-
-    from capacity.errors import CapacityError
-    from capacity.preflight import fetch_schema
-    from capacity.scenario import load_scenario
-
-    try:
-        return _sha256_bytes(print_schema(fetch_schema(load_scenario(scenario_path))).encode())
-    except (CapacityError, OSError, ValueError):
-        return None
-
-
 def temporal_server_version() -> str | None:
     """The Temporal server version of the `temporal` CLI the embedded stack runs."""
     from capacity.errors import CapacityError
@@ -232,9 +218,11 @@ def collect(
         meta.get("load_generator_cores"),
         len(os.sched_getaffinity(0)) if this_machine else None,
     )
-    schema: str | None = None
-    if _uses_graphql(scenario_path) and this_machine and scenario_path is not None:
-        schema = embedded_schema_sha256() if embedded else live_schema_sha256(scenario_path)
+    # The schema the run's documents were validated against, hashed by its preflight; asking
+    # the gateway again after the run would send it traffic the run never made.
+    schema: str | None = meta.get("graphql_schema_sha256")
+    if schema is None and _uses_graphql(scenario_path) and this_machine and embedded:
+        schema = embedded_schema_sha256()
     revision = sut_revision if sut_revision else os.environ.get(SUT_REVISION_ENV) or None
     load = meta.get("load")
     return {

@@ -67,6 +67,8 @@ def render_html(
         fmt_pct=views.fmt_pct,
         fmt_users=views.fmt_users,
         headroom=views.headroom,
+        client_rows=views.client_rows(summary),
+        latency_notes=views.latency_notes(summary),
         tr=traces.context(summary),
     )
 
@@ -228,6 +230,46 @@ def _temporal_markdown(t: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _client_markdown(summary: Mapping[str, Any]) -> list[str]:
+    """Client-observed latency and client overhead per operation, with the notes."""
+    rows = views.client_rows(summary)
+    if not rows:
+        return []
+    lines = ["### Latency basis and client overhead", ""]
+    lines += [f"- {note}" for note in views.latency_notes(summary)]
+    lines += [f"- **Warning:** {w}" for w in summary.get("warnings") or []]
+    lines.append("")
+    lines += _table(
+        (
+            "operation",
+            "basis",
+            "client p50 ms",
+            "client p95 ms",
+            "client p99 ms",
+            "overhead p50 ms",
+            "overhead p99 ms",
+            "connections",
+            "connect p50 / max ms",
+        ),
+        [
+            (
+                r["name"],
+                r["basis"],
+                r["p50_client_ms"],
+                r["p95_client_ms"],
+                r["p99_client_ms"],
+                r["overhead_p50_ms"],
+                r["overhead_p99_ms"],
+                r["connects"],
+                r["connect_ms"],
+            )
+            for r in rows
+        ],
+        "llrrrrrrr",
+    )
+    return lines
+
+
 def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None) -> str:
     lines = [
         f"# Capacity run {summary.get('run_id')}",
@@ -281,6 +323,7 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
             for name, op in summary.get("operations", {}).items()
         ],
     )
+    lines += _client_markdown(summary)
     if summary.get("temporal"):
         lines += _temporal_markdown(summary["temporal"])
     lines += ["## Resources (steady state)", ""]

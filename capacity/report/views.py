@@ -290,3 +290,69 @@ def comparison_rows(
             )
         rows.append({"name": name, "only_in": entry.get("only_in"), "cells": cells})
     return rows
+
+
+LATENCY_NOTE = (
+    "Latency is the wire's: from a request's first byte written to the kernel's receive time "
+    "of its response's last byte, without the load generator's own time; SLOs are judged on "
+    "it. Client-observed is what the Locust user waited (Locust's own statistics and web UI "
+    "show that figure); client overhead is the difference, connection set-up excluded. An "
+    "overhead P99 over a tenth of an operation's P95 is warned about: the load generator is "
+    "busy enough to pace its users slower than the scenario says."
+)
+
+
+CLIENT_OBSERVED_WHY = {
+    "workflow": "workflows go through temporalio's gRPC client, whose sockets are out of reach",
+    "health": "health checks go through Locust's own client",
+}
+
+
+def client_rows(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Per operation: the latency's basis, client-observed figures, overhead, connections."""
+    rows = []
+    for name, op in summary.get("operations", {}).items():
+        if "latency_basis" not in op:  # a summary from before the wire figures
+            continue
+        connects = op.get("connects") or 0
+        rows.append(
+            {
+                "name": name,
+                "basis": str(op["latency_basis"]),
+                "p50_client_ms": fmt(op.get("p50_client_ms")),
+                "p95_client_ms": fmt(op.get("p95_client_ms")),
+                "p99_client_ms": fmt(op.get("p99_client_ms")),
+                "overhead_p50_ms": fmt(op.get("client_overhead_p50_ms")),
+                "overhead_p99_ms": fmt(op.get("client_overhead_p99_ms")),
+                "connects": str(connects),
+                "connect_ms": (
+                    f"{fmt(op.get('connect_p50_ms'))} / {fmt(op.get('connect_max_ms'))}"
+                    if connects
+                    else "–"
+                ),
+            }
+        )
+    return rows
+
+
+def latency_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What the latency figures are, and which operations are client-observed and why."""
+    ops = summary.get("operations", {})
+    if not any("latency_basis" in op for op in ops.values()):
+        return []
+    notes = [LATENCY_NOTE]
+    client = [n for n, op in ops.items() if op.get("latency_basis") == "client"]
+    mixed = [n for n, op in ops.items() if op.get("latency_basis") == "mixed"]
+    if client:
+        kinds = sorted({name.split(" ", 1)[0] for name in client})
+        why = "; ".join(CLIENT_OBSERVED_WHY.get(k, f"{k}: not timed at the socket") for k in kinds)
+        notes.append(
+            f"Client-observed latency, the load generator's own time included: "
+            f"{', '.join(client)} ({why})."
+        )
+    if mixed:
+        notes.append(
+            f"Partly client-observed: {', '.join(mixed)} (requests without a response on the "
+            "wire, such as connection errors, are timed by the client)."
+        )
+    return notes

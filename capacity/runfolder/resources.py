@@ -81,6 +81,7 @@ class ResourceWriter:
         self.path = Path(path)
         self.host = socket.gethostname() if host is None else host
         self.rows_written = 0
+        self.error: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: TextIO = self.path.open("w", newline="", encoding="utf-8")
@@ -100,9 +101,18 @@ class ResourceWriter:
         return len(rows)
 
     def close(self) -> None:
-        if not self._file.closed:
+        """Flush and close; a failure (a full disk) is kept in `error`, never raised: what
+        reached the file stays readable, and the sampler reports what was lost."""
+        if self._file.closed:
+            return
+        try:
             self._file.flush()
+        except OSError as exc:
+            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+        try:
             self._file.close()
+        except OSError as exc:
+            self.error = self.error or f"cannot write {self.path}: {exc.strerror or exc}"
 
 
 def read_resources(path: Path) -> pd.DataFrame:

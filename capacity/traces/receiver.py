@@ -47,6 +47,7 @@ class ReceiverStats:
     first_span_at_s: float | None = None
     last_span_at_s: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
+    write_error: str | None = None  # spans.jsonl could not be written (a full disk)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class ReceiverStats:
             "first_span_at_s": self.first_span_at_s,
             "last_span_at_s": self.last_span_at_s,
             "errors": dict(self.errors),
+            "write_error": self.write_error,
         }
 
 
@@ -147,6 +149,7 @@ class TraceReceiver:
         with self._lock:
             if self._writer is not None:
                 self._writer.close()
+                self.stats.write_error = self._writer.error
                 self._writer = None
 
     def __enter__(self) -> TraceReceiver:
@@ -178,6 +181,7 @@ class TraceReceiver:
                 s.last_span_at_s = now
                 if self._writer is not None:
                     self._writer.write(kept)
+                    s.write_error = self._writer.error
         return result
 
     def count_request(self, error: str | None) -> None:

@@ -61,6 +61,8 @@ class TraceRun:
         self.receiver.wait_quiet(QUIET_S, self.config.flush_wait_s)
         stats = self.receiver.stats.as_json()
         runfolder.update_run_json(run_dir, traces={**self.meta(), **stats})
+        if stats["write_error"]:
+            runfolder.add_problems(run_dir, [f"spans were lost: {stats['write_error']}"])
         if stats["spans_kept"]:
             say(
                 f"traces: {stats['spans_kept']} spans kept, {stats['spans_foreign']} of other "

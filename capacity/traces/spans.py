@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -279,21 +280,42 @@ def decode_json(body: bytes, marker_hex: str) -> DecodeResult:
 
 
 class SpanWriter:
-    """Appends span records to `spans.jsonl`, one line each, flushed per batch."""
+    """Appends span records to `spans.jsonl`, one line each, flushed per batch.
+
+    A failed write (a full disk) is kept in `error` and later spans are dropped: the run goes
+    on, and the error reaches run.json (and the verdict) through the receiver's counters.
+    """
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / SPANS_FILE
+        self.error: str | None = None
         self._fh: IO[str] | None = self.path.open("a", encoding="utf-8")
 
     def write(self, records: list[dict[str, Any]]) -> None:
         if self._fh is None or not records:
             return
-        self._fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
-        self._fh.flush()
+        try:
+            self._fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+            self._fh.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        from capacity.runfolder.files import describe_os_error
+
+        self.error = self.error or f"{self.path}: cannot write: {describe_os_error(exc)}"
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(OSError):
+                fh.close()
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError as exc:
+                self._fh = None
+                self._fail(exc)
             self._fh = None
 
 
