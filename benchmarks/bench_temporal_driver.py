@@ -1,4 +1,4 @@
-"""Benchmark: Temporal workflow starts/s through the Locust driver and a plain asyncio script.
+"""Benchmark: Temporal workflow starts through the Locust driver and a plain asyncio script.
 
 Starts the embedded stack on free ports (Temporal dev server, namespace vextrus, and the
 worker in the `workflow` process), then runs two arms over a few rounds, each in its own
@@ -6,11 +6,14 @@ process with the same concurrency N, side by side (default; whatever the shared 
 server do during a window hits both) or one after the other (`--mode alternate`): the
 Locust driver (`make_workflow_user`, N users with constant(0) waits) and a plain asyncio
 temporalio script (N coroutines starting workflows back to back on one Client). Both start
-the same two workflow types with the same arguments. Before every round (every arm, when
+the same two workflow types with the same arguments, and do the same with each result
+(`--results await`, the default: the driver reports every completion, the script awaits
+every result in a task; `--results forget`: the driver's workflows are fire-and-forget,
+`wait_result = false`, and the script does not await). Before every round (every arm, when
 alternating) the previous workflows are drained (none left running), so each round starts
-against an idle server and worker. The figure compared is successful starts per wall second
-over a fixed window after a warm-up; the arm's own CPU is shown too. The ratio judged is
-the median over rounds of each round's locust/asyncio ratio.
+against an idle server and worker. Two figures, each the median over rounds of each round's
+locust/asyncio ratio: successful starts per wall second (target >= 0.9) and CPU per start
+(all threads of the arm's process; target <= 1.3).
 
     .venv/bin/python benchmarks/bench_temporal_driver.py [--rounds 3] [--users 10] [--check]
 """
@@ -53,6 +56,7 @@ WORKFLOWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("InvoicePosting", {"invoiceId": "INV-000001"}),
 )
 RUNNING_QUERY = 'ExecutionStatus="Running"'
+MAX_CPU_RATIO = 1.3  # the driver's CPU per start against the bare script's
 
 
 def locust_arm(args: argparse.Namespace) -> ArmResult:
@@ -61,11 +65,15 @@ def locust_arm(args: argparse.Namespace) -> ArmResult:
 
     from capacity.drivers.temporal import make_workflow_user
     from capacity.scenario import UserClass, WorkflowLoad
+    from capacity.scenario.model import WorkflowOptions
 
+    options = WorkflowOptions(wait_result=False) if args.results == "forget" else None
     spec = UserClass(
         kind="workflows",
         wait_s=(0.0, 0.0),
-        workflows=tuple(WorkflowLoad(name, wf_args) for name, wf_args in WORKFLOWS),
+        workflows=tuple(
+            WorkflowLoad(name, wf_args, options=options) for name, wf_args in WORKFLOWS
+        ),
         timeout_s=EXECUTION_TIMEOUT_S,
     )
     cls = make_workflow_user(spec, args.address, args.namespace, args.task_queue, {})
@@ -104,7 +112,7 @@ async def asyncio_arm(args: argparse.Namespace) -> ArmResult:
             except Exception:
                 failed += 1
                 continue
-            if args.await_results:
+            if args.results == "await":
                 task = asyncio.create_task(handle.result())
                 tracking.add(task)
                 task.add_done_callback(tracking.discard)
@@ -164,7 +172,8 @@ def child_argv(arm: str, args: argparse.Namespace) -> list[str]:
         str(args.window),
         "--drain-timeout",
         str(args.drain_timeout),
-        *(["--await-results"] if args.await_results else []),
+        "--results",
+        args.results,
     ]
 
 
@@ -187,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=10, help="concurrent starters per arm")
     parser.add_argument("--drain-timeout", type=float, default=180.0, help="seconds")
     parser.add_argument(
-        "--await-results",
-        action="store_true",
-        help="asyncio arm also awaits every workflow's result, as the driver tracks completions",
+        "--results",
+        choices=("await", "forget"),
+        default="await",
+        help="both arms await every workflow's result (default), or neither does",
     )
     parser.add_argument(
         "--mode",
@@ -231,8 +241,8 @@ def measure_rounds(args: argparse.Namespace) -> list[tuple[int, ArmResult]]:
         f"Temporal {args.address} namespace {args.namespace} task queue {args.task_queue}; "
         f"{args.rounds} rounds x {len(ARMS)} arms ({args.mode}), {args.users} concurrent "
         "starters each, "
-        f"{args.warmup:g} s warm-up + {args.window:g} s window; asyncio arm "
-        + ("awaits each result" if args.await_results else "only starts")
+        f"{args.warmup:g} s warm-up + {args.window:g} s window; both arms "
+        + ("await each result" if args.results == "await" else "only start (fire-and-forget)")
     )
     print(f"load average at start: {load_average()}", flush=True)
     rows: list[tuple[int, ArmResult]] = []
@@ -260,29 +270,52 @@ def measure_rounds(args: argparse.Namespace) -> list[tuple[int, ArmResult]]:
 
 def report(rows: list[tuple[int, ArmResult]], check: bool) -> int:
     by_arm = {arm: [r for _n, r in rows if r.arm == arm] for arm in ARMS}
-    print(f"\n{'arm':<8} {'median starts/s':>16} {'median starts/CPU-s':>20} {'failures':>9}")
+    print(
+        f"\n{'arm':<8} {'median starts/s':>16} {'median starts/CPU-s':>20} "
+        f"{'median CPU ms/start':>20} {'failures':>9}"
+    )
     for arm, results in by_arm.items():
         print(
             f"{arm:<8} {median_of(results, lambda r: r.per_s):>16.1f} "
             f"{median_of(results, lambda r: r.per_cpu_s):>20.1f} "
+            f"{median_of(results, cpu_ms_per_start):>20.3f} "
             f"{sum(r.failures for r in results):>9}"
         )
-    per_round = [
-        next(r for n, r in rows if n == k and r.arm == "locust").per_s
-        / next(r for n, r in rows if n == k and r.arm == "asyncio").per_s
+    pairs = [
+        (
+            next(r for n, r in rows if n == k and r.arm == "locust"),
+            next(r for n, r in rows if n == k and r.arm == "asyncio"),
+        )
         for k in sorted({n for n, _r in rows})
     ]
     # Each round pairs the arms under the same conditions; the median of the pairs is judged.
-    ratio = statistics.median(per_round)
+    per_round = [a.per_s / b.per_s for a, b in pairs]
+    cpu_per_round = [cpu_ms_per_start(a) / cpu_ms_per_start(b) for a, b in pairs]
     failures = sum(r.failures for _n, r in rows)
-    return print_verdict(
+    code = print_verdict(
         "locust/asyncio (median over rounds of starts/s)",
-        ratio,
+        statistics.median(per_round),
         per_round,
         failures,
         "starts",
         check,
     )
+    cpu_ratio = statistics.median(cpu_per_round)
+    print(
+        f"\nratio locust/asyncio (median over rounds of CPU per start): {cpu_ratio:.3f}  "
+        f"(per round: {', '.join(f'{x:.3f}' for x in cpu_per_round)}; "
+        f"ceiling {MAX_CPU_RATIO})"
+    )
+    if cpu_ratio > MAX_CPU_RATIO:
+        print(f"FAIL: the driver's CPU per start is {cpu_ratio:.2f}x the bare script's")
+        return 1 if check else code
+    print(f"PASS: CPU per start ratio {cpu_ratio:.3f} <= {MAX_CPU_RATIO}")
+    return code
+
+
+def cpu_ms_per_start(result: ArmResult) -> float:
+    """CPU milliseconds (every thread of the arm's process) per successful start."""
+    return result.cpu_s * 1000.0 / result.count if result.count else float("inf")
 
 
 if __name__ == "__main__":

@@ -75,19 +75,27 @@ def erp_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackState]:
 
 
 def retarget(text: str, state: StackState) -> str:
-    """Point a scenario's [targets] at a running stack's ports."""
+    """Point a scenario's [targets] at a running stack's ports (only inside [targets]: a
+    chain step's `workflow = "Type"` is not the workflow service's URL)."""
+    head, sep, rest = text.partition("[targets]")
+    if not sep:
+        return text
+    parts = re.split(r"(?m)^(?=\[)", rest, maxsplit=1)
+    body = parts[0]
+    tail = parts[1] if len(parts) > 1 else ""
     p = state.ports
-    text = re.sub(
-        r'gateway = "[^"]*"', f'gateway = "http://127.0.0.1:{p["gateway"]}/graphql"', text
+    body = re.sub(
+        r'gateway = "[^"]*"', f'gateway = "http://127.0.0.1:{p["gateway"]}/graphql"', body
     )
-    text = re.sub(
-        r'master_data = "[^"]*"', f'master_data = "http://127.0.0.1:{p["master-data"]}"', text
+    body = re.sub(
+        r'master_data = "[^"]*"', f'master_data = "http://127.0.0.1:{p["master-data"]}"', body
     )
-    text = re.sub(r'workflow = "[^"]*"', f'workflow = "http://127.0.0.1:{p["workflow"]}"', text)
-    text = re.sub(
-        r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', text
+    body = re.sub(r'workflow = "[^"]*"', f'workflow = "http://127.0.0.1:{p["workflow"]}"', body)
+    body = re.sub(
+        r'rules_engine = "[^"]*"', f'rules_engine = "http://127.0.0.1:{p["rules-engine"]}"', body
     )
-    text = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', text)
+    body = re.sub(r'temporal = "[^"]*"', f'temporal = "127.0.0.1:{p["temporal"]}"', body)
+    text = head + sep + body + tail
     # [traces] port: where this stack's services send their spans (else any free port, never
     # the default one another run may hold)
     port = otlp_port(state) or free_ports(1)[0]

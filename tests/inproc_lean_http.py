@@ -186,17 +186,61 @@ def test_connection_refused_is_one_failure_like_locusts(server: str) -> None:
 
 
 def test_rules_outcome_check() -> None:
-    from capacity.drivers.rules import outcome_check
+    """The rules form's outcome check, now an assertion check of the HTTP driver."""
+    from capacity.drivers.http import compile_answer_check
+    from capacity.scenario.model import Assertion
 
-    check = outcome_check({"vatRate": 0.2, "exempt": False})
-    assert check(b'{"outcome": {"vatRate": 0.2, "exempt": false, "x": 1}}') == (None, False)
-    assert check(b'{"outcome": {"vatRate": 0.1, "exempt": false}}') == (
-        "wrong outcome: vatRate expected 0.2, got 0.1",
-        False,
+    expect = {"vatRate": 0.2, "exempt": False}
+    assertions = [
+        Assertion(f"/outcome/{k}", ("outcome", k), "equals", v, label="wrong outcome")
+        for k, v in expect.items()
+    ]
+    check = compile_answer_check(assertions, {}, "invalid JSON from rules engine")
+    assert check is not None
+    assert check(b'{"outcome": {"vatRate": 0.2, "exempt": false, "x": 1}}', {}) is None
+    assert check(b'{"outcome": {"vatRate": 0.1, "exempt": false}}', {}) == (
+        "wrong outcome: vatRate expected 0.2, got 0.1"
     )
-    assert check(b"") == ("invalid JSON from rules engine", False)
-    assert check(b"[1]") == ("invalid JSON from rules engine", False)
-    assert outcome_check(None)(b"not json") == (None, False)
+    assert check(b"", {}) == "invalid JSON from rules engine"
+    assert check(b"[1]", {}) == "wrong outcome: vatRate expected 0.2, got None"
+    assert compile_answer_check([], {}, "x") is None  # nothing checks: never parsed
+
+
+def expecting(
+    base_url: str, path: str, expected: frozenset[int] | None, check: Any = None
+) -> tuple[Any, dict[str, Any]]:
+    from capacity.drivers.lean_http import send_expecting
+
+    events: list[dict[str, Any]] = []
+    s = session(base_url, events)
+    headers = request_headers(s, {"Content-Type": "application/json"})
+    out = send_expecting(s, "POST", base_url + path, b"{}", headers, "op", {}, check, {}, expected)
+    assert len(events) == 1
+    return out, events[0]
+
+
+def test_expected_status_decides_success(server: str) -> None:
+    (body, exc), event = expecting(server, "/201-errors", frozenset({201}))
+    assert exc is None and event["exception"] is None and body and event["response_length"]
+    (body, exc), event = expecting(server, "/ok", frozenset({201}))
+    assert body is None and str(event["exception"]) == "HTTP 200, expected 201"
+    (body, exc), event = expecting(server, "/500", frozenset({500, 503}))
+    assert event["exception"] is None and body is not None
+    (body, exc), event = expecting(server, "/500", None)
+    assert type(event["exception"]).__name__ == "LocustBadStatusCode" and body is None
+
+
+def test_failed_check_is_the_failure_and_the_body_is_not_returned(server: str) -> None:
+    (body, exc), event = expecting(server, "/ok", None, lambda content, rows: "assertion failed")
+    assert body is None and str(exc) == "assertion failed" == str(event["exception"])
+    assert event["response_length"] > 0  # sizes are counted, bodies are not kept
+
+
+def test_expected_status_does_not_hide_a_refused_connection() -> None:
+    dead = f"http://127.0.0.1:{closed_port()}"
+    (body, exc), event = expecting(dead, "/ok", frozenset({200}))
+    assert body is None and event["exception"] is not None
+    assert "expected" not in str(event["exception"])
 
 
 def test_wire_probe_times_the_request_inside_the_client_interval(server: str) -> None:

@@ -103,3 +103,16 @@ def test_burn_cpu_uses_thread_cpu_time() -> None:
     burn_cpu(30.0)
     used_ms = (time.thread_time() - t0) * 1000
     assert 30.0 <= used_ms < 80.0
+
+
+def test_worker_knobs_of_the_workflow_service() -> None:
+    assert {"worker_task_slots", "worker_task_delay_ms"} <= set(knob_names("workflow"))
+    tuned = apply_updates(
+        DEFAULT_TUNING["workflow"], {"worker_task_slots": 2, "worker_task_delay_ms": 50}, "workflow"
+    )
+    assert (tuned.worker_task_slots, tuned.worker_task_delay_ms) == (2, 50.0)
+    # One slot would be held by the poll of the (empty) sticky queue: tasks would stop, not slow.
+    with pytest.raises(TuningError, match="worker_task_slots must be 0 .* or >= 2, got 1"):
+        apply_updates(DEFAULT_TUNING["workflow"], {"worker_task_slots": 1}, "workflow")
+    with pytest.raises(TuningError, match="unknown knob 'worker_task_slots' for rules-engine"):
+        apply_updates(DEFAULT_TUNING["rules-engine"], {"worker_task_slots": 2}, "rules-engine")

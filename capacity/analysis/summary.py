@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from capacity.analysis.resources import chart_bucket_s, digest_resources
+from capacity.analysis.temporal import TemporalTap
 from capacity.analysis.validity import (
     SATURATED_TIME_FRACTION,
     Reason,
@@ -399,7 +400,9 @@ def summarize(
     # no sample of the warm-up counts (see in_steady_state); with none, every slice counts
     warmup_end = (load_start or 0.0) + meta.warmup_s if meta.warmup_s > 0 else float("-inf")
     tap = ClientTap(warmup_end)  # capacity.traces: sampled requests, read in the same pass
-    stats = collect(tap.wrap(records), warmup_end, timeline_bucket_s(meta))
+    # Temporal saturation (capacity.analysis.temporal), read in the same pass by the same rule
+    temporal = TemporalTap(lambda record: in_steady_state(record, warmup_end))
+    stats = collect(temporal.wrap(tap.wrap(records)), warmup_end, timeline_bucket_s(meta))
     if load_start is None:
         load_start = stats.first_start_s or 0.0
     end = stats.last_end_s if stats.last_end_s is not None else load_start + meta.warmup_s
@@ -488,6 +491,9 @@ def summarize(
         ],
         "traces": traced.section,
     }
+    saturation = temporal.summary(operations, res)
+    if saturation is not None:  # runs that started workflows
+        summary["temporal"] = saturation
     return Analysis(summary, stats.timeline, window, digest.chart)
 
 

@@ -17,7 +17,9 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from capacity.drivers.templates import compile_text, compile_value
 from capacity.drivers.variables import CASTS, PoolCursor, is_ref, parse_ref
+from capacity.refs import RESERVED_POOLS, has_refs, whole_ref
 
 _encode = json.JSONEncoder().encode
 
@@ -82,3 +84,65 @@ def _mark(value: Any, placeholder: str, refs: list[_Ref]) -> Any:
         return value
     refs.append(_Ref(*parse_ref(value)))
     return placeholder.format(len(refs) - 1)
+
+
+class _Slot:
+    """One value filled per request: a whole `${...}` reference or a string holding some."""
+
+    def __init__(self, template: str) -> None:
+        ref = whole_ref(template)
+        self.pool = ref.pool if ref is not None else ""
+        self.cached = ref is not None and ref.pool not in RESERVED_POOLS
+        self.cache: dict[int, bytes] = {}
+        self.value = compile_value(template) if ref is not None else compile_text(template)
+
+    def encoded(self, rows: Mapping[str, Any]) -> bytes:
+        if not self.cached:  # chain values and uuids change per request: never cached
+            return _encode(self.value(rows)).encode()
+        key = id(rows[self.pool])  # data-pool rows live as long as the run
+        value = self.cache.get(key)
+        if value is None:
+            value = self.cache[key] = _encode(self.value(rows)).encode()
+        return value
+
+
+def compile_json_rows(template: Any) -> Callable[[Mapping[str, Any]], bytes]:
+    """`compile_json` for a request whose rows are drawn by the caller (`templates.RowDraw`).
+
+    Every template of one request (path, headers, body) fills from the same rows; strings
+    with references inside them are filled as text, and chain values keep their JSON type.
+    """
+    while True:
+        token = secrets.token_hex(8)
+        slots: list[_Slot] = []
+        text = json.dumps(_mark_slots(template, f"ref-{token}-{{}}", slots))
+        placeholder = re.compile(f'"ref-{token}-(\\d+)"')
+        if len(placeholder.findall(text)) == len(slots):
+            break
+    if not slots:
+        fixed = text.encode()
+        return lambda _rows: fixed
+    pieces = placeholder.split(text)
+    literals = [p.encode() for p in pieces[0::2]]
+    pairs = list(zip([slots[int(i)] for i in pieces[1::2]], literals[1:], strict=True))
+    head = literals[0]
+
+    def build(rows: Mapping[str, Any]) -> bytes:
+        out = [head]
+        for slot, literal in pairs:
+            out.append(slot.encoded(rows))
+            out.append(literal)
+        return b"".join(out)
+
+    return build
+
+
+def _mark_slots(value: Any, placeholder: str, slots: list[_Slot]) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _mark_slots(v, placeholder, slots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_slots(v, placeholder, slots) for v in value]
+    if not (isinstance(value, str) and has_refs(value)):
+        return value
+    slots.append(_Slot(value))
+    return placeholder.format(len(slots) - 1)

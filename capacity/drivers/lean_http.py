@@ -110,3 +110,75 @@ def send_checked(
         connect_time=connect_ms,
     )
     return content
+
+
+AnswerCheck = Callable[[bytes, Any], str | None]
+"""Failure message or None for a successful answer's body; the second argument is the
+request's rows (`capacity.drivers.templates`), for expected values that hold references."""
+
+
+def send_expecting(
+    session: FastHttpSession,
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    name: str,
+    context: dict[str, Any],
+    check: AnswerCheck | None,
+    rows: Any,
+    expected_status: frozenset[int] | None,
+    probe: WireProbe | None = None,
+) -> tuple[bytes | None, Exception | None]:
+    """`send_checked` for any method and expected statuses: (the body when it passed, failure).
+
+    Without `expected_status` a status Locust counts as an error (4xx, 5xx) fails as in
+    Locust; with it, exactly those statuses pass and any other is a failure naming both. The
+    body is returned to the caller (a chain takes values from it) and never kept. `probe`: as
+    for `send_checked`, the wire time and connect time ride on the event.
+    """
+    if probe is not None:
+        probe.begin()
+    start_time = time.time()
+    started = time.perf_counter()
+    response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
+    exception: Exception | None = None
+    length = 0
+    content = None
+    try:
+        content = response.content
+        length = len(content) if content else 0
+    except FAILURE_EXCEPTIONS as e:
+        exception = e
+    response_time_ms = (time.perf_counter() - started) * 1000
+    wire_ms = connect_ms = None
+    if probe is not None:
+        wire_ms, connect_ms = probe.read(response_time_ms)
+        if wire_ms is not None:
+            start_time = probe.sent_ns / 1e9
+    if exception is None:
+        error = getattr(response, "error", None)
+        status = response.status_code
+        if expected_status is None or not status:  # no status: no connection, as Locust says
+            exception = error
+        elif status not in expected_status:
+            want = ", ".join(str(s) for s in sorted(expected_status))
+            exception = CatchResponseError(f"HTTP {status}, expected {want}")
+        if exception is None and check is not None:
+            failure = check(content or b"", rows)
+            if failure is not None:
+                exception = CatchResponseError(failure)
+    session.request_event.fire(
+        request_type=method,
+        name=name,
+        context=context,
+        response=response,
+        exception=exception,
+        start_time=start_time,
+        url=url,
+        response_length=length,
+        response_time=response_time_ms,
+        wire_time=wire_ms,
+        connect_time=connect_ms,
+    )
+    return ((content or b"") if exception is None else None), exception

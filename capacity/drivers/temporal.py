@@ -1,10 +1,20 @@
-"""Temporal driver: workflow starts through one shared temporalio Client per process.
+"""Temporal driver: workflows started, signalled, queried, updated through one client per process.
 
 `workflow start <Type>` is the start call's latency; `workflow complete <Type>` is start to
-close as the client sees it. A greenlet waits only for the start; completions are tracked by
-tasks on the asyncio loop and reported back into the hub, so thousands of running workflows
-cost no greenlets. A workflow that makes no progress is diagnosed from its history (no worker
-polling the task queue, or a worker that does not know the type) and reported as such.
+close as the client sees it (unless the workflow is fire-and-forget, `wait_result = false`);
+`workflow signal|query|update <Type> <handler>` are calls to a started workflow, each its
+own operation, query and update results checked by the scenario's assertions. A greenlet
+waits only for its own calls; a workflow's result is awaited by the same task on the asyncio
+loop that started it (`capacity.drivers.asyncio_bridge`, in the hub's thread), which reports
+the completion, so thousands of running workflows cost no greenlets. Once a second a
+watchdog looks at workflows older than `UNSERVED_CHECK_S`: one not served (no worker polls
+its task queue, or the worker does not know the type) is diagnosed from its history and
+reported as such. A sample of starts is followed to its first task for the saturation
+signals (`capacity.drivers.temporal_signals`).
+
+Measured against a bare asyncio temporalio script side by side
+(`benchmarks/bench_temporal_driver.py`): what is left per start beyond temporalio's own work
+is Locust's task loop, the two `request` events and one greenlet switch each way.
 """
 
 from __future__ import annotations
@@ -15,18 +25,19 @@ import os
 import random
 import sys
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from itertools import accumulate
 from typing import Any
 
 import gevent
 from gevent import GreenletExit
+from gevent.event import AsyncResult
 from locust import User, between, events, task
 
 from capacity.drivers.asyncio_bridge import AsyncioBridge, get_bridge
+from capacity.drivers.templates import Rows
 from capacity.drivers.temporal_diagnosis import (
     UNSERVED_CHECK_S,
     diagnose_stuck,
@@ -34,10 +45,18 @@ from capacity.drivers.temporal_diagnosis import (
     served_recently,
     shared_diagnosis,
 )
-from capacity.drivers.variables import PoolCursor, compile_variables
+from capacity.drivers.temporal_flows import CompiledCall, CompiledWorkflow, compile_workflow
+from capacity.drivers.temporal_signals import SaturationProbe
+from capacity.drivers.variables import PoolCursor
+from capacity.jsonpointer import MISSING, resolve
 from capacity.scenario import UserClass
 
 REQUEST_TYPE = "temporal"
+WATCH_EVERY_S = 1.0
+RESULT_GRACE_S = 10.0  # beyond its execution timeout, how long a result is awaited
+
+Fire = Callable[[str, float, float, Any, dict[str, Any]], None]
+"""(operation, start time, elapsed ms, failure or None, context): one `request` event."""
 
 
 class InFlight:
@@ -49,15 +68,26 @@ class InFlight:
     @classmethod
     def drain(cls) -> None:
         """Wait (cooperatively) until every started workflow has reported its completion."""
-        deadline = time.monotonic() + cls.longest_timeout_s + 10.0
+        deadline = time.monotonic() + cls.longest_timeout_s + RESULT_GRACE_S + 5.0
         while cls.count > 0 and time.monotonic() < deadline:
             gevent.sleep(0.05)
 
 
-def _install_hooks(hooks: Any) -> None:
-    """Drain completions before the last slice; leave without finalizing after temporalio."""
-    if hooks is not None:
+_probe: SaturationProbe | None = None
+_hooked: set[int] = set()
+
+
+def install_hooks(hooks: Any, worker_service: str = "workflow") -> None:
+    """Take part in the run's slices (`capacity.locust_plugin.CapacityHooks`): drain
+    completions before the last one, add the saturation probe's figures to each; and leave
+    without finalizing once temporalio has run. Once per hooks object."""
+    global _probe
+    if _probe is None:
+        _probe = SaturationProbe(worker_service)
+    if hooks is not None and id(hooks) not in _hooked:
+        _hooked.add(id(hooks))
         hooks.before_final_slice.add_listener(InFlight.drain)
+        hooks.slice_closing.add_listener(_probe.on_slice_closing)
     if _exit_without_finalizing not in events.quit._handlers:
         events.quit.add_listener(_exit_without_finalizing)
 
@@ -69,7 +99,7 @@ def _exit_without_finalizing(exit_code: int, **_: Any) -> None:
     (SIGSEGV in PyGILState_Release, seen in about one run in three), turning a clean run's
     exit code into -11. Everything is written and flushed by the time `quit` fires.
     """
-    if not _holders:
+    if not _sessions:
         return
     logging.shutdown()
     sys.stdout.flush()
@@ -77,11 +107,13 @@ def _exit_without_finalizing(exit_code: int, **_: Any) -> None:
     os._exit(exit_code)
 
 
-@dataclass(frozen=True)
-class CompiledWorkflow:
-    workflow_type: str
-    args: Callable[[], dict[str, Any]]
-    weight: int
+def failure_text(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    text = str(cause or exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+# --- one process's way to Temporal ---------------------------------------------------------
 
 
 class ClientHolder:
@@ -93,7 +125,7 @@ class ClientHolder:
         self._client: Any = None
         self._lock: asyncio.Lock | None = None
 
-    async def get(self) -> Any:
+    async def get(self, timeout_s: float = 30.0) -> Any:
         if self._client is not None:
             return self._client
         if self._lock is None:
@@ -102,24 +134,296 @@ class ClientHolder:
             if self._client is None:
                 from temporalio.client import Client
 
-                self._client = await Client.connect(self.address, namespace=self.namespace)
+                connect = Client.connect(self.address, namespace=self.namespace)
+                self._client = await asyncio.wait_for(connect, timeout_s)
         return self._client
 
 
-_holders: dict[tuple[str, str], ClientHolder] = {}
+class _Tracked:
+    """A workflow whose result is being awaited by the task that started it."""
+
+    __slots__ = ("handle", "key", "task", "started_s", "timeout_s", "checked", "error")
+
+    def __init__(self, handle: Any, key: tuple[str, str], task: Any, timeout_s: float) -> None:
+        self.handle = handle
+        self.key = key
+        self.task = task
+        self.started_s = time.monotonic()
+        self.timeout_s = timeout_s
+        self.checked = False
+        self.error: str | None = None
 
 
-def client_holder(address: str, namespace: str) -> ClientHolder:
+class TemporalSession:
+    """The bridge, the client, the in-flight workflows and the watchdog of one process."""
+
+    def __init__(
+        self, address: str, namespace: str, probe: SaturationProbe, bridge: AsyncioBridge
+    ) -> None:
+        self.bridge = bridge
+        self.holder = ClientHolder(address, namespace)
+        self.namespace = namespace
+        self.probe = probe
+        self._tracked: dict[int, _Tracked] = {}  # in start order: oldest first
+        self._watchdog: asyncio.Task[Any] | None = None
+
+    # From a greenlet -----------------------------------------------------------------------
+
+    def start(
+        self,
+        fire: Fire,
+        flow: CompiledWorkflow,
+        rows: Rows,
+        ctx: dict[str, Any],
+        *,
+        hold_result: bool = False,
+    ) -> tuple[Any, AsyncResult | None]:
+        """Start one workflow and report the start; (handle or None, the result's AsyncResult
+        when `hold_result`: it receives (failure or None, result))."""
+        workflow_id = (
+            flow.workflow_id(rows)
+            if flow.workflow_id is not None
+            else f"load-{flow.workflow_type}-{random.getrandbits(64):016x}"
+        )
+        kwargs = flow.options
+        if flow.memo is not None or flow.search_attributes is not None:
+            kwargs = dict(kwargs)
+            if flow.memo is not None:
+                kwargs["memo"] = flow.memo(rows)
+            if flow.search_attributes is not None:
+                kwargs["search_attributes"] = flow.search_attributes(rows)
+        started: AsyncResult = AsyncResult()
+        done: AsyncResult | None = AsyncResult() if hold_result and flow.wait_result else None
+        start_time = time.time()
+        t0 = time.perf_counter()
+        args = flow.args(rows)
+        self.bridge.spawn(
+            lambda: self._run(
+                fire, flow, args, workflow_id, kwargs, started, done, ctx, start_time, t0
+            )
+        )
+        try:
+            handle = started.get()
+        except GreenletExit:
+            raise  # the user is being stopped: not a failure of the stack
+        except BaseException as exc:
+            fire(
+                flow.start_name,
+                start_time,
+                (time.perf_counter() - t0) * 1000.0,
+                failure_text(exc),
+                ctx,
+            )
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return None, None
+        fire(flow.start_name, start_time, (time.perf_counter() - t0) * 1000.0, None, ctx)
+        return handle, done
+
+    def call(
+        self,
+        fire: Fire,
+        call: CompiledCall,
+        handle: Any,
+        rows: Rows,
+        ctx: dict[str, Any],
+        timeout_s: float,
+    ) -> str | None:
+        """One signal, query or update, reported as its own operation; the failure or None."""
+        if call.pause_s > 0:
+            gevent.sleep(call.pause_s)
+        args = call.args(rows)
+        rpc_timeout = timedelta(seconds=timeout_s)
+        method = {
+            "signal": handle.signal,
+            "query": handle.query,
+            "update": handle.execute_update,
+        }[call.kind]
+
+        def factory() -> Any:
+            return method(call.handler, args=args, rpc_timeout=rpc_timeout)
+
+        start_time = time.time()
+        t0 = time.perf_counter()
+        failure: str | None
+        try:
+            result = self.bridge.submit(factory).get()
+            failure = call.check(result, rows) if call.check is not None else None
+        except GreenletExit:
+            raise
+        except BaseException as exc:
+            failure = failure_text(exc)
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        fire(call.name, start_time, (time.perf_counter() - t0) * 1000.0, failure, ctx)
+        return failure
+
+    # On the loop -----------------------------------------------------------------------------
+
+    async def _run(
+        self,
+        fire: Fire,
+        flow: CompiledWorkflow,
+        args: Any,
+        workflow_id: str,
+        kwargs: Mapping[str, Any],
+        started: AsyncResult,
+        done: AsyncResult | None,
+        ctx: dict[str, Any],
+        start_time: float,
+        t0: float,
+    ) -> None:
+        """Start the workflow, hand the handle to the greenlet, then await and report its result."""
+        try:
+            client = await self.holder.get(flow.timeout_s)
+            handle = await client.start_workflow(
+                flow.workflow_type,
+                args=args if isinstance(args, list) else [args],
+                id=workflow_id,
+                **kwargs,
+            )
+        except BaseException as exc:
+            started.set_exception(exc)
+            if done is not None:
+                done.set((failure_text(exc), None))
+            return
+        probe = self.probe
+        probe.watch_queue(client, self.namespace, flow.task_queue)
+        sampled = probe.should_sample(flow.workflow_type, flow.sample_per_s)
+        if not flow.wait_result:
+            started.set(handle)
+            if sampled:
+                probe.sample(handle, flow.workflow_type, wait=True)
+            return
+        InFlight.count += 1
+        InFlight.longest_timeout_s = max(InFlight.longest_timeout_s, flow.timeout_s)
+        started.set(handle)
+        key = (flow.task_queue, flow.workflow_type)
+        tracked = _Tracked(handle, key, asyncio.current_task(), flow.timeout_s)
+        self._tracked[id(tracked)] = tracked
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+        result: Any = None
+        error: str | None = None
+        try:
+            result = await handle.result()
+        except asyncio.CancelledError:
+            error = tracked.error or "cancelled"
+        except BaseException as exc:
+            error = failure_text(exc)
+        finally:
+            del self._tracked[id(tracked)]
+        if error is None:
+            mark_served(key)
+            if sampled:  # its first task has run: one short history read, no long poll
+                probe.sample(handle, flow.workflow_type, wait=False)
+        InFlight.count -= 1
+        fire(flow.complete_name, start_time, (time.perf_counter() - t0) * 1000.0, error, ctx)
+        if done is not None:
+            done.set((error, result))
+
+    async def _watch(self) -> None:
+        """Once a second: diagnose workflow types whose oldest workflows are not served."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            now = time.monotonic()
+            stuck: dict[tuple[str, str], list[_Tracked]] = {}
+            for tracked in list(self._tracked.values()):
+                age_s = now - tracked.started_s
+                if age_s < UNSERVED_CHECK_S:
+                    break  # the rest are younger
+                if age_s > tracked.timeout_s + RESULT_GRACE_S and tracked.error is None:
+                    tracked.error = f"no result within {tracked.timeout_s + RESULT_GRACE_S:g} s"
+                    tracked.task.cancel()
+                    continue
+                if tracked.checked:
+                    continue
+                tracked.checked = True
+                # A backlog, not an unserved type: diagnosing every slow workflow would fetch
+                # each one's history, the very load that made them slow (halved starts/s).
+                if not served_recently(tracked.key):
+                    stuck.setdefault(tracked.key, []).append(tracked)
+            for key, group in stuck.items():
+                loop.create_task(self._diagnose(key, group))
+
+    async def _diagnose(self, key: tuple[str, str], group: list[_Tracked]) -> None:
+        task_queue, workflow_type = key
+        client = await self.holder.get()
+        problem = await shared_diagnosis(
+            key,
+            lambda: diagnose_stuck(
+                client, group[0].handle, self.namespace, task_queue, workflow_type
+            ),
+        )
+        if problem is None:
+            mark_served(key)
+            return
+        for tracked in group:
+            if tracked.error is None and not tracked.task.done():
+                tracked.error = problem
+                tracked.task.cancel()
+                asyncio.get_running_loop().create_task(_terminate(tracked.handle, problem))
+
+
+async def _terminate(handle: Any, reason: str) -> None:
+    try:
+        await handle.terminate(reason=reason[:200])
+    except Exception:  # already closed: nothing to clean up
+        return
+
+
+_sessions: dict[tuple[str, str], TemporalSession] = {}
+
+
+def session_for(address: str, namespace: str, worker_service: str = "workflow") -> TemporalSession:
+    """The process's session for one Temporal address and namespace (made on first use)."""
+    global _probe
+    # The first call may wait for the loop greenlet to start (a greenlet switch): only after
+    # that the check and the insert below, which never yield, so users starting together
+    # share one session, one client and one watchdog.
+    bridge = get_bridge()
     key = (address, namespace)
-    if key not in _holders:
-        _holders[key] = ClientHolder(address, namespace)
-    return _holders[key]
+    session = _sessions.get(key)
+    if session is None:
+        if _probe is None:  # no hooks (a library run): measured, reported nowhere
+            _probe = SaturationProbe(worker_service)
+        session = _sessions[key] = TemporalSession(address, namespace, _probe, bridge)
+    return session
 
 
-def failure_text(exc: BaseException) -> str:
-    cause = getattr(exc, "cause", None) or exc.__cause__
-    text = str(cause or exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]
+# --- a workflow as one step: start, calls, result ---------------------------------------------
+
+
+def run_workflow(
+    session: TemporalSession,
+    fire: Fire,
+    flow: CompiledWorkflow,
+    ctx: dict[str, Any],
+    chain: dict[str, Any] | None = None,
+) -> str | None:
+    """Start, then the calls in order; in a chain also wait for the result and extract
+    values from it. The first failure (or None); every step is reported as it goes."""
+    rows = flow.draw.draw(chain) if (chain is not None or not flow.draw.empty) else {}
+    handle, done = session.start(fire, flow, rows, ctx, hold_result=chain is not None)
+    if handle is None:
+        return f"{flow.start_name} failed"
+    for call in flow.calls:
+        failure = session.call(fire, call, handle, rows, ctx, flow.timeout_s)
+        if failure is not None:
+            return f"{call.name}: {failure}"
+    if done is None:
+        return None
+    error, result = done.get(timeout=flow.timeout_s + RESULT_GRACE_S + 5.0)
+    if error is not None:
+        return f"{flow.complete_name}: {error}"
+    assert chain is not None
+    for name, tokens in flow.extract:
+        value = resolve(result, tokens)
+        if value is MISSING:
+            return f"{flow.complete_name}: extract {name}: /{'/'.join(tokens)} not in the result"
+        chain[name] = value
+    return None
 
 
 def make_workflow_user(
@@ -130,12 +434,10 @@ def make_workflow_user(
     cursors: Mapping[str, PoolCursor],
     name: str = "WorkflowUser",
     hooks: Any = None,
+    worker_service: str = "workflow",
 ) -> type:
-    _install_hooks(hooks)
-    flows = [
-        CompiledWorkflow(w.workflow_type, compile_variables(w.args, cursors), w.weight)
-        for w in spec.workflows
-    ]
+    install_hooks(hooks, worker_service)
+    flows = [compile_workflow(w, task_queue, spec.timeout_s, cursors) for w in spec.workflows]
     return type(
         name,
         (WorkflowUser,),
@@ -146,8 +448,7 @@ def make_workflow_user(
             "cum_weights": list(accumulate(f.weight for f in flows)),
             "address": address,
             "namespace": namespace,
-            "task_queue": task_queue,
-            "timeout_s": spec.timeout_s,
+            "worker_service": worker_service,
             "abstract": False,
         },
     )
@@ -155,135 +456,38 @@ def make_workflow_user(
 
 class WorkflowUser(User):
     abstract = True
-    flows: list[CompiledWorkflow] = []
+    flows: Sequence[CompiledWorkflow] = ()
     cum_weights: list[int] = []
     address = "127.0.0.1:7233"
     namespace = "vextrus"
-    task_queue = "vextrus-erp"
-    timeout_s = 30.0
+    worker_service = "workflow"
 
     def on_start(self) -> None:
-        self._bridge: AsyncioBridge = get_bridge()
-        self._holder = client_holder(self.address, self.namespace)
+        self._session = session_for(self.address, self.namespace, self.worker_service)
+        self._total = self.cum_weights[-1] if self.cum_weights else 0
+        self._fire_event = self.environment.events.request.fire
 
     def _fire(
-        self,
-        name: str,
-        start_time: float,
-        elapsed_ms: float,
-        exc: Any = None,
-        context: dict[str, Any] | None = None,
+        self, name: str, start_time: float, elapsed_ms: float, exc: Any, context: dict[str, Any]
     ) -> None:
-        self.environment.events.request.fire(
+        self._fire_event(
             request_type=REQUEST_TYPE,
             name=name,
             response_time=elapsed_ms,
             response_length=0,
             exception=exc,
-            context=context if context is not None else {},
+            context=context,
             start_time=start_time,
             url=None,
         )
 
     @task
     def start_workflow(self) -> None:
-        flow = random.choices(self.flows, cum_weights=self.cum_weights)[0]
-        args = flow.args()
-        workflow_id = f"load-{flow.workflow_type}-{uuid.uuid4().hex[:16]}"
-        holder, task_queue, timeout_s = self._holder, self.task_queue, self.timeout_s
-
-        async def start() -> Any:
-            client = await holder.get()
-            return await client.start_workflow(
-                flow.workflow_type,
-                args,
-                id=workflow_id,
-                task_queue=task_queue,
-                execution_timeout=timedelta(seconds=timeout_s),
-            )
-
-        ctx = self.context()  # carries the intended start under an arrival-rate profile
-        start_time = time.time()
-        t0 = time.perf_counter()
-        try:
-            handle = self._bridge.submit(start).get(timeout=timeout_s)
-        except GreenletExit:
-            raise  # the user is being stopped: not a failure of the stack
-        except BaseException as exc:  # gevent.Timeout is a BaseException
-            self._fire(
-                f"workflow start {flow.workflow_type}",
-                start_time,
-                (time.perf_counter() - t0) * 1000.0,
-                exc=failure_text(exc),
-                context=ctx,
-            )
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            return
-        self._fire(
-            f"workflow start {flow.workflow_type}",
-            start_time,
-            (time.perf_counter() - t0) * 1000.0,
-            context=ctx,
-        )
-        InFlight.count += 1
-        InFlight.longest_timeout_s = max(InFlight.longest_timeout_s, timeout_s)
-        self._bridge.spawn(lambda: self._track(handle, flow.workflow_type, start_time, t0, ctx))
-
-    async def _track(
-        self, handle: Any, workflow_type: str, start_time: float, t0: float, ctx: dict[str, Any]
-    ) -> None:
-        """On the loop: wait for the result, diagnose a stuck workflow, report to the hub."""
-        name = f"workflow complete {workflow_type}"
-        result = asyncio.ensure_future(handle.result())
-        error: str | None = None
-        try:
-            done, _ = await asyncio.wait({result}, timeout=min(UNSERVED_CHECK_S, self.timeout_s))
-            served_key = (self.task_queue, workflow_type)
-            if not done and served_recently(served_key):
-                # A backlog, not an unserved type: diagnosing every slow workflow would fetch
-                # each one's history, the very load that made them slow (halved starts/s).
-                await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
-            elif not done:
-                problem = await shared_diagnosis(
-                    served_key,
-                    lambda: self._diagnose(handle, workflow_type),
-                )
-                if problem is not None:
-                    result.cancel()
-                    error = problem
-                    await _terminate(handle, problem)
-                else:
-                    mark_served(served_key)
-                    await asyncio.wait_for(result, timeout=self.timeout_s + 5.0)
-            if error is None:
-                result.result()
-                mark_served(served_key)
-        except asyncio.CancelledError:
-            error = error or "cancelled"
-        except BaseException as exc:
-            error = error or failure_text(exc)
-        elapsed_ms = (time.perf_counter() - t0) * 1000.0
-        self._bridge.to_hub(self._completed, name, start_time, elapsed_ms, error, ctx)
-
-    async def _diagnose(self, handle: Any, workflow_type: str) -> str | None:
-        client = await self._holder.get()
-        return await diagnose_stuck(client, handle, self.namespace, self.task_queue, workflow_type)
-
-    def _completed(
-        self,
-        name: str,
-        start_time: float,
-        elapsed_ms: float,
-        error: str | None,
-        ctx: dict[str, Any],
-    ) -> None:
-        InFlight.count -= 1
-        self._fire(name, start_time, elapsed_ms, error, context=ctx)
-
-
-async def _terminate(handle: Any, reason: str) -> None:
-    try:
-        await handle.terminate(reason=reason[:200])
-    except Exception:  # already closed: nothing to clean up
-        return
+        flows = self.flows
+        if len(flows) == 1:
+            flow = flows[0]
+        else:
+            point = random.random() * self._total
+            flow = flows[bisect_right(self.cum_weights, point, 0, len(flows) - 1)]
+        # The context carries the intended start under an arrival-rate profile.
+        run_workflow(self._session, self._fire, flow, self.context())

@@ -13,7 +13,6 @@ from typing import Any
 from locust import LoadTestShape
 
 from capacity.drivers.health import make_health_user
-from capacity.drivers.rules import make_rules_user
 from capacity.drivers.variables import PoolCursor
 from capacity.scenario import USER_KINDS, ArrivalStage, Scenario, Stage
 
@@ -22,6 +21,7 @@ CLASS_NAMES = {
     "rules": "RulesUser",
     "workflows": "WorkflowUser",
     "health": "HealthUser",
+    "http": "HttpUser",
 }
 
 
@@ -46,8 +46,25 @@ def build_user_classes(
             from capacity.drivers.graphql import make_graphql_user
 
             classes[name] = make_graphql_user(spec, targets, cursors, name)
-        elif kind == "rules":
-            classes[name] = make_rules_user(spec, targets, name)
+        elif kind in ("rules", "http"):
+            from capacity.drivers.http import make_http_user
+
+            if kind == "rules":  # the rules form: one configuration of the HTTP driver
+                from capacity.scenario.calls import rules_requests
+
+                classes[name] = make_http_user(
+                    spec,
+                    targets,
+                    cursors,
+                    name,
+                    requests=rules_requests(spec.rule_sets),
+                    trace_sample_rate=0.0,
+                )
+            else:
+                from capacity.drivers.chains import compile_chains
+
+                chains = compile_chains(spec, targets, cursors, hooks)
+                classes[name] = make_http_user(spec, targets, cursors, name, chains=chains)
         elif kind == "workflows":
             from capacity.drivers.temporal import make_workflow_user
 
@@ -59,6 +76,7 @@ def build_user_classes(
                 cursors,
                 name,
                 hooks=hooks,
+                worker_service=targets.worker_service,
             )
         elif kind == "health":
             classes[name] = make_health_user(spec, targets, name)

@@ -198,6 +198,38 @@ def _comparison_markdown(comparison: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _temporal_markdown(t: Mapping[str, Any]) -> list[str]:
+    """The Temporal saturation section (capacity.analysis.temporal)."""
+    lines = ["## Temporal saturation (steady state)", "", str(t.get("reading", "")), ""]
+    lines += _table(
+        ("workflow type", "starts", "start p50 ms", "start p95 ms", "schedule-to-start samples",
+         "p50 ms", "p95 ms", "p99 ms", "max ms"),
+        [
+            (name, w["starts"], fmt(w["start_p50_ms"]), fmt(w["start_p95_ms"]),
+             w["schedule_to_start_samples"], fmt(w["schedule_to_start_p50_ms"]),
+             fmt(w["schedule_to_start_p95_ms"]), fmt(w["schedule_to_start_p99_ms"]),
+             fmt(w["schedule_to_start_max_ms"]))
+            for name, w in t.get("workflow_types", {}).items()
+        ],
+    )  # fmt: skip
+    lines += _table(
+        ("task queue", "backlog max", "backlog mean", "oldest task s", "polls"),
+        [
+            (name, fmt(q["backlog_max"]), fmt(q["backlog_mean"]), fmt(q["backlog_age_max_s"]),
+             q["samples"]) if q["reported"] else (name, "not reported", "", "", q["samples"])
+            for name, q in t.get("task_queues", {}).items()
+        ],
+    )  # fmt: skip
+    lines += [
+        f"CPU of {t.get('worker_service') or 'the worker'} (workers): mean "
+        f"{fmt(t.get('worker_cpu_cores_mean'))}, max {fmt(t.get('worker_cpu_cores_max'))} cores; "
+        f"of the Temporal server: mean {fmt(t.get('temporal_cpu_cores_mean'))}, max "
+        f"{fmt(t.get('temporal_cpu_cores_max'))} cores.",
+        "",
+    ]
+    return lines
+
+
 def _client_markdown(summary: Mapping[str, Any]) -> list[str]:
     """Client-observed latency and client overhead per operation, with the notes."""
     rows = views.client_rows(summary)
@@ -292,6 +324,8 @@ def render_markdown(summary: Mapping[str, Any], capacity_note: str | None = None
         ],
     )
     lines += _client_markdown(summary)
+    if summary.get("temporal"):
+        lines += _temporal_markdown(summary["temporal"])
     lines += ["## Resources (steady state)", ""]
     lines += _table(
         ("service", "CPU cores mean", "CPU cores max", "memory MB mean", "memory MB max"),

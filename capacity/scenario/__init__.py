@@ -13,6 +13,7 @@ from pathlib import Path
 
 from capacity.addresses import AddressError
 from capacity.errors import ConfigError
+from capacity.scenario.calls import check_request_hosts
 from capacity.scenario.model import (
     ONE_REQUEST_KINDS,
     TARGET_SERVICES,
@@ -131,4 +132,5 @@ def load_scenario(path: str | Path, *, time_scale: float = 1.0) -> Scenario:
         traces=traces,
     )
     check_allowed_hosts(scenario.targets, file)
+    check_request_hosts(scenario)  # [users.http] base URLs (capacity.scenario.calls)
     return scenario

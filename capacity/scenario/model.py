@@ -19,7 +19,7 @@ from capacity.endpoints import (
 from capacity.slos import SloSpec
 from capacity.traces.config import TracesConfig
 
-USER_KINDS = ("graphql", "rules", "workflows", "health")
+USER_KINDS = ("graphql", "rules", "workflows", "health", "http")
 VARIABLE_CASTS = ("int", "float", "bool", "str")
 # Scenario target keys and the service each one names.
 TARGET_SERVICES = {
@@ -79,6 +79,7 @@ class Targets:
     graphql: GraphQLSettings = field(default_factory=GraphQLSettings)
     headers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     headers_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    worker_service: str = "workflow"  # the service hosting the Temporal workers (reports)
 
     def url_of(self, key: str) -> HttpUrl:
         """The parsed URL of a target key (`gateway`, `master_data`, ...)."""
@@ -204,11 +205,106 @@ class RuleSetLoad:
     weight: int = 1
 
 
+# --- driving the services' own APIs: [users.http], chains, workflow options (scenario.calls) ---
+
+DEFAULT_SCHEDULE_TO_START_PER_S = 1.0
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """A check on an answer: the value at `pointer` equals, exists (or not), or lies in range.
+
+    `label` selects the rules form's message ("wrong outcome: rate expected 0.15, got 0.1").
+    """
+
+    pointer: str
+    tokens: tuple[str, ...]
+    kind: str  # "equals", "exists", "range"
+    value: Any = None  # equals: the expected value (may hold references); exists: a bool
+    low: float | None = None
+    high: float | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class HttpVariant:
+    """One body of a request with the assertions on its answer (a rule set has one per case)."""
+
+    body: Any
+    assertions: tuple[Assertion, ...] = ()
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One HTTP request of `[users.http]`, a chain step, or one rule set of `[users.rules]`."""
+
+    name: str  # the operation name: "http <name>", or "rules <RuleSet>"
+    method: str
+    path: str
+    variants: tuple[HttpVariant, ...]
+    target: str | None = None  # a [targets] key
+    base_url: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: tuple[int, ...] = ()  # expected statuses; () = any 2xx or 3xx
+    extract: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    weight: int = 1
+    templated: bool = True  # False: bodies are data, `${` in them is sent as is
+    key: str = ""  # the scenario key it came from, for messages
+
+
+@dataclass(frozen=True)
+class WorkflowCall:
+    """A signal, query or update sent to a started workflow, its own operation."""
+
+    kind: str  # "signal", "query", "update"
+    handler: str
+    args: tuple[Any, ...] = ()
+    assertions: tuple[Assertion, ...] = ()
+    pause_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    """How a workflow is started and driven, beyond its type and arguments."""
+
+    id_template: str | None = None
+    id_reuse_policy: str | None = None
+    id_conflict_policy: str | None = None
+    search_attributes: Mapping[str, Any] = field(default_factory=dict)
+    memo: Mapping[str, Any] = field(default_factory=dict)
+    task_queue: str | None = None
+    wait_result: bool = True
+    calls: tuple[WorkflowCall, ...] = ()
+    extract: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    schedule_to_start_per_s: float = DEFAULT_SCHEDULE_TO_START_PER_S
+
+
+DEFAULT_WORKFLOW_OPTIONS = WorkflowOptions()
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One step of a chain: an HTTP request or a workflow start (exactly one is set)."""
+
+    request: HttpRequest | None = None
+    workflow: WorkflowLoad | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Steps run in order by one user; `chain <name>` is their end-to-end latency."""
+
+    name: str
+    steps: tuple[ChainStep, ...]
+    weight: int = 1
+
+
 @dataclass(frozen=True)
 class WorkflowLoad:
     workflow_type: str
-    args: Mapping[str, Any]
+    args: Any  # a table: the workflow's one argument; an array: its arguments in order
     weight: int = 1
+    options: WorkflowOptions | None = None  # None: the defaults
 
 
 @dataclass(frozen=True)
@@ -223,6 +319,8 @@ class UserClass:
     timeout_s: float = 30.0
     fixed_count: int = 0
     rate_per_s: float = 0.0
+    requests: tuple[HttpRequest, ...] = ()  # [users.http]
+    chains: tuple[Chain, ...] = ()
 
 
 @dataclass(frozen=True)

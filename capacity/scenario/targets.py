@@ -65,6 +65,7 @@ def load_targets(sec: Section | None, base: Path) -> Targets:
         graphql=_load_graphql(sec.sub("graphql"), base),
         headers=_load_headers(sec.sub("headers"), env=False),
         headers_env=_load_headers(sec.sub("headers_env"), env=True),
+        worker_service=_name(sec, "worker_service", defaults.worker_service),
     )
     sec.finish()
     return targets

@@ -13,8 +13,10 @@ from capacity.errors import ConfigError
 from capacity.scenario.model import (
     USER_KINDS,
     VARIABLE_CASTS,
+    Chain,
     DataPool,
     GraphQLOperation,
+    HttpRequest,
     RuleCase,
     RuleSetLoad,
     UserClass,
@@ -95,6 +97,7 @@ def load_users(
             raise u.error(
                 u.path("wait_s"), "expected [min, max] seconds with 0 <= min <= max <= 3600"
             )
+        requests, chains = _load_http(u, data) if kind == "http" else ((), ())
         cls = UserClass(
             kind=kind,
             weight=u.integer("weight", 1, 0, MAX_WEIGHT),
@@ -106,6 +109,8 @@ def load_users(
             timeout_s=u.number("timeout_s", 30.0, 0.0, 3600.0, low_open=True),
             fixed_count=u.integer("fixed_count", 1 if kind == "health" else 0, 0, MAX_USERS),
             rate_per_s=u.number("rate_per_s", 0.5 if kind == "health" else 0.0, 0.0, 100.0),
+            requests=requests,
+            chains=chains,
         )
         u.finish()
         users[kind] = cls
@@ -223,16 +228,22 @@ def _load_rule_sets(u: Section, base: Path) -> tuple[RuleSetLoad, ...]:
 
 
 def _load_workflows(u: Section, data: Mapping[str, DataPool]) -> tuple[WorkflowLoad, ...]:
-    flows: list[WorkflowLoad] = []
+    """`[[users.workflows.workflows]]` (the keys are read in `capacity.scenario.calls`)."""
+    from capacity.scenario.calls import load_workflow
+
     raw_flows = u.get("workflows", list, [])
     if not raw_flows:
         raise u.error(u.path("workflows"), "at least one workflow is required")
-    for i, raw in enumerate(raw_flows):
-        w = Section(u.file, f"{u.path('workflows')}[{i}]", raw)
-        args = w.get("args", dict, {})
-        check_variables(w, w.path("args"), args, data)
-        flows.append(
-            WorkflowLoad(w.require("type", str), args, w.integer("weight", 1, 1, MAX_WEIGHT))
-        )
-        w.finish()
-    return tuple(flows)
+    return tuple(
+        load_workflow(Section(u.file, f"{u.path('workflows')}[{i}]", raw), data, None)
+        for i, raw in enumerate(raw_flows)
+    )
+
+
+def _load_http(
+    u: Section, data: Mapping[str, DataPool]
+) -> tuple[tuple[HttpRequest, ...], tuple[Chain, ...]]:
+    """`[users.http]`: requests and chains (`capacity.scenario.calls`)."""
+    from capacity.scenario.calls import load_http_user
+
+    return load_http_user(u, data)

@@ -117,6 +117,7 @@ class ErpActivities:
         product = await self._get(f"{self.master_data_url}/products/{main_line['productId']}")
         return {
             "invoiceId": invoice["id"],
+            "status": invoice["status"],
             "total": invoice["total"],
             "currency": invoice["currency"],
             "country": customer["country"] if customer else "BD",

@@ -185,6 +185,17 @@ async def _post(
         return error_response(str(exc), 404)
 
 
+async def post_invoice_to_ledger(request: web.Request) -> web.Response:
+    """`POST /invoices/{id}/post`: a draft invoice becomes posted, exactly once (409 after)."""
+    invoice_id = request.match_info["id"]
+    invoice, posted = await request.app[STORE_KEY].post_invoice(invoice_id)
+    if invoice is None:
+        return error_response(f"invoice '{invoice_id}' not found", 404)
+    if not posted:
+        return error_response(f"invoice '{invoice_id}' is {invoice['status']}, not draft", 409)
+    return json_response(invoice)
+
+
 async def post_customer(request: web.Request) -> web.Response:
     return await _post(request, new_customer)
 
@@ -212,4 +223,5 @@ def build_app(tuning: Tuning, dsn: str, dataset: refdata.Dataset | None = None) 
         _collection_routes(app, collection)
     app.router.add_post("/customers", post_customer)
     app.router.add_post("/invoices", post_invoice)
+    app.router.add_post("/invoices/{id}/post", post_invoice_to_ledger)
     return app

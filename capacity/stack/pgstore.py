@@ -104,6 +104,11 @@ def _statements() -> dict[str, str]:
         "INSERT INTO invoices (id, seq, customer_id, status, doc) "
         "SELECT $1, $2, $3, $4, $5::jsonb WHERE injected_delay($6)"
     )
+    # A draft becomes posted in one statement, so two concurrent posts cannot both succeed.
+    sql["post invoice"] = (
+        "UPDATE invoices SET status = 'posted', doc = jsonb_set(doc, '{status}', '\"posted\"') "
+        "WHERE id = $1 AND status = 'draft' AND injected_delay($2) RETURNING doc"
+    )
     return sql
 
 
@@ -235,6 +240,13 @@ class Store:
             self.delay(),
         )
         return customer
+
+    async def post_invoice(self, invoice_id: str) -> tuple[dict | None, bool]:
+        """(the invoice, whether this call posted it); (None, False) for an unknown id."""
+        doc = await self.pool.fetchval(SQL["post invoice"], invoice_id, self.delay())
+        if doc is not None:
+            return dict(doc), True
+        return await self.get("invoices", invoice_id), False
 
     async def next_invoice_number(self) -> int:
         return int(await self.pool.fetchval(SQL["next invoice"], self.delay()))

@@ -44,6 +44,8 @@ from capacity.stack.workflows import NAMESPACE, TASK_QUEUE
 # start order; postgres is master-data's database (capacity.stack.postgres)
 SERVICES = ("temporal", "postgres", "master-data", "rules-engine", "workflow", "gateway")
 DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:14318/v1/traces"  # capacity.traces.config port
+# Custom search attributes registered in the dev server's namespace, for scenarios to set.
+SEARCH_ATTRIBUTES = (("CustomerId", "Keyword"), ("InvoiceId", "Keyword"), ("Amount", "Double"))
 STATE_FILE = "stack.json"
 STATE_SCHEMA = 1
 Progress = Callable[[str], None]
@@ -321,6 +323,10 @@ def _log_tail(path: Path, lines: int = 3, max_chars: int = 400) -> str:
     return (" | ".join(tail) or "(empty log)")[-max_chars:]
 
 
+def _search_attribute_args() -> list[str]:
+    return [a for name, kind in SEARCH_ATTRIBUTES for a in ("--search-attribute", f"{name}={kind}")]
+
+
 def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
              tuning: Mapping[str, Mapping[str, object]], otlp_endpoint: str = "",
              ) -> list[str]:  # fmt: skip
@@ -335,6 +341,9 @@ def _command(name: str, host: str, ports: Mapping[str, int], state_dir: Path,
             "--db-filename", str(state_dir / "temporal.db"),
             "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
             "-n", NAMESPACE,
+            *_search_attribute_args(),
+            # Task queue stats (backlog) cached 1 s instead of 5, so a 2 s slice sees them move.
+            "--dynamic-config-value", 'matching.TaskQueueInfoByBuildIdTTL="1s"',
         ]  # fmt: skip
     return [
         sys.executable, "-m", "capacity.stack.serve", name,

@@ -32,7 +32,7 @@ SERVICE_KNOBS: dict[str, tuple[str, ...]] = {
     "gateway": ("graphql_error_rate",),
     "master-data": ("db_delay_dist", "db_delay_ms", "db_delay_sigma"),
     "rules-engine": ("wrong_outcome_rate",),
-    "workflow": ("workflow_failure_rate",),
+    "workflow": ("workflow_failure_rate", "worker_task_slots", "worker_task_delay_ms"),
 }
 RATE_KNOBS = frozenset(
     {"error_rate", "graphql_error_rate", "wrong_outcome_rate", "workflow_failure_rate"}
@@ -64,6 +64,8 @@ class Tuning:
     db_delay_dist: str = "none"
     db_delay_ms: float = 0.0
     db_delay_sigma: float = 0.5
+    worker_task_slots: int = 0  # workflow task slots of the Temporal worker (0: the SDK's 100)
+    worker_task_delay_ms: float = 0.0  # the worker waits this long before taking each task
 
     def as_dict(self, service: str) -> dict[str, object]:
         """The knobs that apply to `service`, as JSON-able values."""
@@ -111,6 +113,10 @@ def _coerce(knob: str, value: object, service: str) -> object:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise TuningError(knob, f"{where} must be an integer >= 0, got {value!r}")
+        if knob == "worker_task_slots" and value == 1:
+            # A poller holds its slot while it waits: one slot waiting on the (empty) sticky
+            # queue would leave new workflows' tasks unserved, not slow.
+            raise TuningError(knob, f"{where} must be 0 (the SDK's default) or >= 2, got 1")
         return value
     if not isinstance(value, str) or value not in LATENCY_DISTS:
         raise TuningError(knob, f"{where} must be one of {', '.join(LATENCY_DISTS)}, got {value!r}")

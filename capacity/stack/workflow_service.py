@@ -2,6 +2,12 @@
 
 The aiohttp app and `temporalio.worker.Worker` share one asyncio loop in one process, so
 the resource collector sees the worker's CPU under the `workflow` service.
+
+The worker takes workflow task slots from `TunableSlots`, which reads the service's knobs
+at every reservation: `worker_task_slots` caps the workflow tasks in progress and
+`worker_task_delay_ms` makes the worker wait before it takes each one, so a test can make the
+workers too few or too slow at run time (`POST /admin/tuning`) and see tasks queue up on the
+server (schedule-to-start grows) while starts stay fast.
 """
 
 from __future__ import annotations
@@ -19,15 +25,74 @@ from aiohttp import web
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
+from temporalio.worker import (
+    CustomSlotSupplier,
+    FixedSizeSlotSupplier,
+    SlotMarkUsedContext,
+    SlotPermit,
+    SlotReleaseContext,
+    SlotReserveContext,
+    Worker,
+    WorkerTuner,
+)
 
 from capacity.stack import telemetry
 from capacity.stack.activities import ErpActivities
-from capacity.stack.httpkit import RUNTIME_KEY, create_app, error_response, json_response, read_json
+from capacity.stack.httpkit import (
+    RUNTIME_KEY,
+    ServiceRuntime,
+    create_app,
+    error_response,
+    json_response,
+    read_json,
+)
 from capacity.stack.tuning import Tuning
 from capacity.stack.workflows import NAMESPACE, TASK_QUEUE, WORKFLOWS
 
 CONNECT_TIMEOUT_S = 20.0
+DEFAULT_TASK_SLOTS = 100  # the SDK's default number of workflow task slots
+
+
+class TunableSlots(CustomSlotSupplier):
+    """Workflow task slots whose number and per-task delay follow the service's knobs."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    def _limit(self) -> int:
+        return self.runtime.tuning.worker_task_slots or DEFAULT_TASK_SLOTS
+
+    async def reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit:
+        while self.used >= self._limit():
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += 1
+        delay_ms = self.runtime.tuning.worker_task_delay_ms
+        if delay_ms > 0:
+            try:
+                await asyncio.sleep(delay_ms / 1000.0)
+            except asyncio.CancelledError:
+                self._release()
+                raise
+        return SlotPermit()
+
+    def try_reserve_slot(self, ctx: SlotReserveContext) -> SlotPermit | None:
+        if self.used >= self._limit() or self.runtime.tuning.worker_task_delay_ms > 0:
+            return None
+        self.used += 1
+        return SlotPermit()
+
+    def mark_slot_used(self, ctx: SlotMarkUsedContext) -> None:
+        return None
+
+    def release_slot(self, ctx: SlotReleaseContext) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self.used = max(0, self.used - 1)
+        self._freed.set()
 
 
 @dataclass(frozen=True)
@@ -83,11 +148,18 @@ async def _worker_ctx(app: web.Application) -> AsyncIterator[None]:
     acts = ErpActivities(
         session, settings.master_data_url, settings.rules_engine_url, app[RUNTIME_KEY]
     )
+    tuner = WorkerTuner.create_composite(
+        workflow_supplier=TunableSlots(app[RUNTIME_KEY]),
+        activity_supplier=FixedSizeSlotSupplier(DEFAULT_TASK_SLOTS),
+        local_activity_supplier=FixedSizeSlotSupplier(DEFAULT_TASK_SLOTS),
+        nexus_supplier=FixedSizeSlotSupplier(DEFAULT_TASK_SLOTS),
+    )
     worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=list(WORKFLOWS.values()),
         activities=acts.all(),
+        tuner=tuner,
     )
     task = asyncio.create_task(worker.run())
     app[WORKER_KEY] = _Worker(client, worker, task, session)

@@ -1,8 +1,11 @@
-"""Sample ERP Temporal workflows: PurchaseOrderApproval and InvoicePosting.
+"""Sample ERP Temporal workflows: PurchaseOrderApproval, InvoicePosting and InvoiceApproval.
 
 Kept free of I/O and of non-deterministic imports because the Temporal sandbox re-imports
 this module; activities are referred to by name so `activities.py` (aiohttp) stays outside.
-Each workflow takes and returns one JSON-able dict.
+PurchaseOrderApproval and InvoicePosting take and return one JSON-able dict; InvoiceApproval
+takes two arguments and is driven from outside, as approval workflows are: a `decide`
+signal, a `status` query and a `set_priority` update (whose validator rejects a priority
+outside 1-5), so the load driver's signals, queries and updates have something real to meet.
 """
 
 from __future__ import annotations
@@ -79,7 +82,68 @@ class InvoicePosting:
         }
 
 
+DECISION_TIMEOUT = timedelta(seconds=60)
+PRIORITIES = range(1, 6)
+
+
+@workflow.defn(name="InvoiceApproval")
+class InvoiceApproval:
+    """Check the invoice in master-data, then wait for an approver's decision (a signal)."""
+
+    def __init__(self) -> None:
+        self.invoice_id = ""
+        self.decision: str | None = None
+        self.priority = 3
+
+    @workflow.run
+    async def run(self, invoice_id: str, approver: str) -> dict[str, Any]:
+        self.invoice_id = invoice_id
+        invoice = await _call("validate_invoice", {"invoiceId": invoice_id})
+        try:
+            await workflow.wait_condition(
+                lambda: self.decision is not None, timeout=DECISION_TIMEOUT
+            )
+        except TimeoutError:
+            self.decision = "expired"
+        return {
+            "invoiceId": invoice["invoiceId"],
+            "invoiceStatus": invoice["status"],
+            "total": invoice["total"],
+            "approver": approver,
+            "decision": self.decision,
+            "priority": self.priority,
+        }
+
+    @workflow.signal
+    def decide(self, decision: str) -> None:
+        if self.decision is None:
+            self.decision = str(decision)
+
+    @workflow.query
+    def status(self) -> dict[str, Any]:
+        return {
+            "invoiceId": self.invoice_id,
+            "decision": self.decision or "pending",
+            "priority": self.priority,
+        }
+
+    @workflow.update
+    def set_priority(self, priority: int) -> dict[str, Any]:
+        self.priority = priority
+        return {"invoiceId": self.invoice_id, "priority": priority}
+
+    @set_priority.validator
+    def check_priority(self, priority: int) -> None:
+        if (
+            isinstance(priority, bool)
+            or not isinstance(priority, int)
+            or priority not in PRIORITIES
+        ):
+            raise ValueError(f"priority must be 1-5, got {priority!r}")
+
+
 WORKFLOWS: dict[str, type] = {
     "PurchaseOrderApproval": PurchaseOrderApproval,
     "InvoicePosting": InvoicePosting,
+    "InvoiceApproval": InvoiceApproval,
 }

@@ -1,5 +1,11 @@
-"""Rules-engine driver: one stat per rule set; an outcome that differs from the expected
-one is a failure, so a wrong answer counts as much as a slow one."""
+"""The rules driver as it was before it became a configuration of the HTTP driver (frozen).
+
+Kept only as the "before" arm of `bench_http_driver.py`: `capacity/drivers/rules.py` as main
+had it at 1cf4562 (target headers, URL credentials, the wire probe), unchanged but for this
+docstring.
+Rules-engine driver: one stat per rule set; an outcome that differs from the expected one is
+a failure.
+"""
 
 from __future__ import annotations
 
