@@ -174,9 +174,29 @@ def run_context(data: Mapping[str, Any]) -> RunContext:
         run_id=str(data["run_id"]),
         order_s=order,
         pair=pair,
+        side=str(repeat["side"]) if repeat.get("side") else None,
         host_busy=float(busy) if isinstance(busy, int | float) else None,
         contended=bool(env.get("contended")),
     )
+
+
+def select_side(run_dirs: Sequence[Path], side: str | None) -> list[Path]:
+    """The run folders recorded as `side` ("A" or "B") of an interleaved `capacity run
+    --repeat N --interleave` (all of them when `side` is None), so a whole reports folder
+    can be given to the gate."""
+    if side is None:
+        return list(run_dirs)
+    kept = []
+    for run_dir in run_dirs:
+        repeat = read_summary(Path(run_dir)).get("repeat")
+        if isinstance(repeat, dict) and repeat.get("side") == side:
+            kept.append(run_dir)
+    if not kept:
+        raise ConfigError(
+            f"none of the {len(run_dirs)} run folder(s) given was recorded as side {side} of "
+            "`capacity run --repeat N --interleave`"
+        )
+    return kept
 
 
 def read_runs(run_dirs: Sequence[Path]) -> tuple[RunMetrics, ...]:

@@ -319,3 +319,31 @@ def test_cli_overrides_and_help(
     for argv in (["check", "--help"], ["baseline", "save", "--help"]):
         assert main(argv) == 0
         assert "example" in capsys.readouterr().out
+
+
+def test_one_reports_folder_of_interleaved_runs_is_split_by_side(
+    make_runs: MakeRuns, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`capacity run --repeat N --interleave` writes both sides into one folder; `--side`
+    picks each side's runs from all of it, and the pairs are tested as pairs."""
+    a, b = make_runs(6, slowdown=1.3), make_runs(6)
+    for side, runs in (("A", a), ("B", b)):
+        for index, run_dir in enumerate(runs):
+            path = run_dir / "summary.json"
+            summary = json.loads(path.read_text())
+            summary["repeat"] = {"group": "g1", "index": index, "of": 6, "side": side}
+            path.write_text(json.dumps(summary))
+    everything = sorted(a + b)
+    baseline = save(everything, tmp_path / "b.toml", "--side", "B")
+    assert "6 run(s)" in capsys.readouterr().out
+    js = tmp_path / "gate.json"
+    assert check(everything, baseline, "--side", "A", "--json", str(js)) == 1
+    decision = json.loads(js.read_text())
+    rules = next(c for c in decision["checks"] if c["name"] == "rules vat p95_ms")
+    assert rules["verdict"] == "regression"
+    assert "pair" in json.dumps(rules).lower() or "wilcoxon" in json.dumps(rules).lower()
+    capsys.readouterr()
+    assert main(["check", *map(str, make_runs(2)), "--baseline", str(baseline), "--side", "A"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("was recorded as side A of `capacity run --repeat N --interleave`")
+    assert len(err.splitlines()) == 1

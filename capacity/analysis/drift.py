@@ -37,6 +37,7 @@ class RunContext:
     run_id: str
     order_s: float | None = None  # start time (Unix seconds)
     pair: str | None = None  # "<repeat group>#<index>" for interleaved runs
+    side: str | None = None  # "A" (the scenario) or "B" (the --interleave one)
     host_busy: float | None = None  # the machine's CPU use over the run, share of its cores
     contended: bool = False  # the machine's CPU was saturated for part of the run
 

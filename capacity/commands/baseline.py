@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from capacity.analysis.gate import format_value
-from capacity.baseline import Baseline, load_baseline, new_baseline, read_runs, save_baseline
+from capacity.baseline import (
+    Baseline,
+    load_baseline,
+    new_baseline,
+    read_runs,
+    save_baseline,
+    select_side,
+)
 from capacity.errors import EXIT_PASS
 
 SAVE_EPILOG = """\
@@ -45,6 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--slos", type=Path, metavar="FILE", help="baseline to copy SLO ceilings and settings from"
     )
     save.add_argument("--name", help="baseline name (default: the scenario's)")
+    save.add_argument(
+        "--side",
+        choices=("A", "B"),
+        help="only the runs recorded as this side of `capacity run --repeat N --interleave` "
+        "(A: the scenario, B: the interleaved one)",
+    )
     save.set_defaults(func=run_save)
     show = actions.add_parser(
         "show",
@@ -58,6 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_save(args: argparse.Namespace) -> int:
+    args.run_dirs = select_side(args.run_dirs, args.side)
     runs = read_runs(args.run_dirs)
     template_path = args.slos or (args.out if args.out.exists() else None)
     template = load_baseline(template_path) if template_path else None

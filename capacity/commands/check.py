@@ -20,7 +20,7 @@ from capacity.analysis.gate import (
     evaluate,
     missing_reference_data,
 )
-from capacity.baseline import Baseline, load_baseline, read_runs
+from capacity.baseline import Baseline, load_baseline, read_runs, select_side
 from capacity.errors import ConfigError
 from capacity.gate_output import render_json, render_junit, render_markdown, render_table
 from capacity.runfolder.files import write_text_atomic
@@ -77,6 +77,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --history: how many recent matching runs form the reference (default 10)",
     )
     parser.add_argument("--alpha", type=float, help="significance level (baseline's, or 0.05)")
+    parser.add_argument(
+        "--side",
+        choices=("A", "B"),
+        help="only the runs recorded as this side of `capacity run --repeat N --interleave` "
+        "(A: the scenario, B: the interleaved one)",
+    )
     parser.add_argument(
         "--min-effect", type=float, help="minimum relative median shift (baseline's, or 0.10)"
     )
@@ -194,6 +200,7 @@ def history_baseline(
 def run(args: argparse.Namespace) -> int:
     if args.baseline is None and args.history is None:
         raise ConfigError("give --baseline FILE or --history [DB] (where the reference comes from)")
+    args.run_dirs = select_side(args.run_dirs, args.side)
     runs = read_runs(args.run_dirs)
     notes: tuple[str, ...] = ()
     if args.history is not None:
