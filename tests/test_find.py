@@ -141,6 +141,23 @@ def test_judging_a_probe_blames_the_system_only_for_its_own_slowness() -> None:
     assert classify(busy, 2.0) == (FAIL, ())  # saturated by the system and the load itself
 
 
+def test_a_probe_is_sized_for_its_judged_window_and_rerun_longer_only_when_short_of_samples() -> (
+    None
+):
+    from capacity.commands.find import short_of_samples_only, steady_seconds
+
+    # The warm-up is rounded up to a whole slice: 6 s with 1 s warm-up and 2 s slices is
+    # judged on 3 s (the CI failure: a first probe sized for 5 s got too few samples).
+    assert steady_seconds(6.0, 1.0, 2.0) == 3.0
+    assert steady_seconds(6.0, 0.0, 2.0) == 6.0
+    assert steady_seconds(2.0, 1.0, 2.0) == 1.0  # never below what is left after the warm-up
+    short = "rules vat: too few samples for error_rate (need 50)"
+    assert short_of_samples_only((short,))
+    assert not short_of_samples_only(())
+    saturated = "load generator locust was above 90% of a core for 30% of the run (limit 10%)"
+    assert not short_of_samples_only((short, saturated))
+
+
 def test_a_probe_scenario_keeps_the_users_slos_and_tuning(tmp_path: Path) -> None:
     source = SCENARIOS / "capacity-sweep.toml"
     text = probe_scenario(source, 87.5, duration_s=8, warmup_s=2)

@@ -23,6 +23,10 @@ def _cpu_seconds(proc: psutil.Process) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def _alive(proc: psutil.Process) -> bool:
+    return bool(proc.is_running()) and proc.status() != psutil.STATUS_ZOMBIE
+
+
 class _Tree:
     """A root process and its cached descendants."""
 
@@ -94,9 +98,13 @@ class ProcessSource:
             try:
                 # A killed child of this process stays a zombie until reaped: it is gone, and
                 # its zero CPU and memory must not read as a healthy, idle service.
-                if not tree.root.is_running() or tree.root.status() == psutil.STATUS_ZOMBIE:
+                if not _alive(tree.root):
                     raise psutil.NoSuchProcess(tree.root.pid)
                 cpu_s, rss = self._read_tree(tree, now_mono)
+                # Killed while being read: a dying process reads 0 MB resident (and its last
+                # CPU delta is partial), so a sample taken then is dropped, not kept as idle.
+                if rss == 0 or not _alive(tree.root):
+                    raise psutil.NoSuchProcess(tree.root.pid)
             except _GONE:
                 self._mark_dead(service, tree.root.pid)
                 continue

@@ -19,8 +19,9 @@ Each probe is a real short run of the scenario as an open model (one [[load.arri
 at the probe's rate, the scenario's users, SLOs and stack tuning unchanged), in its own run
 folder under reports/<id>-<name>-find/probes/. The search brackets the answer (growing towards
 the saturation the measured CPU per request predicts), bisects until the interval is narrower
-than --resolution, and re-probes the lower bound once. An invalid probe (load generator
-saturated, a run stopped early, too few samples) stops the search: inconclusive.
+than --resolution, and re-probes the lower bound once. A probe that was short only of samples
+for an SLO runs again at the same rate for twice as long (up to twice). Any other invalid probe
+(load generator saturated, a run stopped early) stops the search: inconclusive.
 Writes find.json, find.html and find.md; prints the path of find.html.
 exit codes: 0 found, 2 bad input, 3 inconclusive (no interval, or an invalid probe)."""
 
@@ -28,6 +29,11 @@ exit codes: 0 found, 2 bad input, 3 inconclusive (no interval, or an invalid pro
 # 50 for an error rate and 40 for a P95, 200 for a P99; 1.5 times that, so the random choice
 # of operation per iteration leaves a probe short of samples only beyond 3 standard deviations.
 SAMPLE_MARGIN = 1.5
+# A probe short only of samples runs again at the same rate this many times longer, at most
+# LENGTHEN_MAX times (and never past MAX_PROBE_S).
+LENGTHEN_FACTOR = 2.0
+LENGTHEN_MAX = 2
+MAX_PROBE_S = 600.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -123,6 +129,20 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def steady_seconds(probe_s: float, warmup_s: float, slice_s: float) -> float:
+    """The steady state a probe is judged on: the warm-up is rounded up to a whole slice
+    (`capacity.analysis.summary.in_steady_state`), so up to one slice more than it is lost."""
+    if warmup_s <= 0:
+        return probe_s
+    return max(probe_s - warmup_s - slice_s, min(slice_s, probe_s - warmup_s))
+
+
+def short_of_samples_only(reasons: tuple[str, ...]) -> bool:
+    """True when every reason a probe was invalid is an SLO's sample minimum: a longer probe
+    at the same rate can be judged."""
+    return bool(reasons) and all("too few samples" in r for r in reasons)
+
+
 def minimum_rate(scenario: object, steady_s: float) -> float:
     """Lowest rate at which every operation gets enough steady-state requests for its SLOs."""
     from capacity.scenario import Scenario
@@ -152,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from capacity.scenario import load_scenario
     from capacity.slos import specs_to_json
 
-    if not 1.0 <= args.probe_s <= 600:
+    if not 1.0 <= args.probe_s <= MAX_PROBE_S:
         raise ConfigError(f"--probe-s must be between 1 and 600 s, got {args.probe_s:g}")
     if not 0 <= args.warmup_s < args.probe_s:
         raise ConfigError("--warmup-s must be at least 0 and shorter than --probe-s")
@@ -160,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(source)
     if not scenario.slos:
         raise ConfigError(f"{args.scenario}: no [slos.*]: nothing to find the capacity against")
-    steady_s = args.probe_s - args.warmup_s
+    steady_s = steady_seconds(args.probe_s, args.warmup_s, scenario.load.slice_s)
     min_rate = args.min_rate if args.min_rate is not None else minimum_rate(scenario, steady_s)
     start = args.start_rate if args.start_rate is not None else min_rate
     host_cores = float(os.cpu_count() or 1)
@@ -184,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"find folder: {find_dir}")
     started = time.monotonic()
     probes: list[Probe] = []
+    lengthened: list[Probe] = []  # probes run again for longer (short of samples only)
     # One stack (and its lease) for every probe; each probe's run reuses it.
     stack = (
         EmbeddedStack(scenario, state_dir, say, keep=args.keep_stack)
@@ -194,25 +215,38 @@ def run(args: argparse.Namespace) -> int:
         decision = decide([], config)
         while decision.next_rate_per_s is not None:
             rate = decision.next_rate_per_s
-            say(f"probe {len(probes) + 1}: {rate:.1f} arrivals/s for {args.probe_s:g} s")
-            probe = run_probe(
-                len(probes) + 1,
-                source,
-                rate,
-                find_dir,
-                duration_s=args.probe_s,
-                warmup_s=args.warmup_s,
-                max_users=args.max_users,
-                state_dir=state_dir,
-                stack=stack,
-                say=lambda line: None,
-            )
+            probe_s = args.probe_s
+            for attempt in range(LENGTHEN_MAX + 1):
+                say(f"probe {len(probes) + 1}: {rate:.1f} arrivals/s for {probe_s:g} s")
+                probe = run_probe(
+                    len(probes) + 1,
+                    source,
+                    rate,
+                    find_dir,
+                    duration_s=probe_s,
+                    warmup_s=args.warmup_s,
+                    max_users=args.max_users,
+                    state_dir=state_dir,
+                    stack=stack,
+                    say=lambda line: None,
+                )
+                p95 = "-" if probe.p95_ms is None else f"{probe.p95_ms:.1f} ms"
+                say(
+                    f"  -> {probe.outcome.outcome}: {probe.outcome.throughput_rps:.1f}/s "
+                    f"measured, P95 {p95} ({probe.wall_s:.0f} s)"
+                )
+                longer = min(probe_s * LENGTHEN_FACTOR, MAX_PROBE_S)
+                if (
+                    probe.outcome.outcome != "invalid"
+                    or not short_of_samples_only(probe.outcome.reasons)
+                    or attempt == LENGTHEN_MAX
+                    or longer <= probe_s
+                ):
+                    break
+                say(f"  too few samples for an SLO ({probe.outcome.reasons[0]}): probing longer")
+                lengthened.append(probe)
+                probe_s = longer
             probes.append(probe)
-            p95 = "-" if probe.p95_ms is None else f"{probe.p95_ms:.1f} ms"
-            say(
-                f"  -> {probe.outcome.outcome}: {probe.outcome.throughput_rps:.1f}/s measured, "
-                f"P95 {p95} ({probe.wall_s:.0f} s)"
-            )
             decision = decide([p.outcome for p in probes], config)
     elapsed = time.monotonic() - started
     result = make_result(
@@ -230,6 +264,16 @@ def run(args: argparse.Namespace) -> int:
             "max_probes": args.max_probes,
             "confirm": not args.no_confirm,
             "source": str(source),
+            # Probes short only of samples, each run again at its rate for longer.
+            "lengthened_probes": [
+                {
+                    "rate_per_s": p.outcome.rate_per_s,
+                    "duration_s": p.duration_s,
+                    "reasons": list(p.outcome.reasons),
+                    "run_dir": p.run_dir,
+                }
+                for p in lengthened
+            ],
         },
         slos=specs_to_json(scenario.slos),
         cpu_limit_cores=cpu_limits,

@@ -16,6 +16,7 @@ limits held (the rate was not sent, so it was not tested).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -57,6 +58,7 @@ class Probe:
     error_rate: float | None
     slo_failures: tuple[str, ...]
     mem_mb_mean: Mapping[str, float] = field(default_factory=dict)
+    duration_s: float | None = None  # the probe's load duration
 
 
 # --- the probe's scenario --------------------------------------------------------------------
@@ -294,7 +296,7 @@ def run_probe(
 
     scenarios = find_dir / "scenarios"
     scenarios.mkdir(parents=True, exist_ok=True)
-    path = scenarios / f"probe-{index:02d}-{rate_per_s:.1f}.toml"
+    path = scenarios / f"probe-{index:02d}-{rate_per_s:.1f}-{duration_s:g}s.toml"
     path.write_text(
         probe_scenario(source, rate_per_s, duration_s, warmup_s, max_users), encoding="utf-8"
     )
@@ -309,4 +311,5 @@ def run_probe(
         stack=stack,
     )
     wall_s = time.monotonic() - started
-    return probe_from_summary(index, rate_per_s, result.summary, result.run_dir, path, wall_s)
+    probe = probe_from_summary(index, rate_per_s, result.summary, result.run_dir, path, wall_s)
+    return dataclasses.replace(probe, duration_s=duration_s)

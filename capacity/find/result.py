@@ -186,6 +186,7 @@ def result_to_json(result: FindResult) -> dict[str, Any]:
                 "cpu_cores_mean": dict(p.outcome.cpu_cores_mean),
                 "slo_failures": list(p.slo_failures),
                 "reasons": list(p.outcome.reasons),
+                "duration_s": p.duration_s,
                 "wall_s": round(p.wall_s, 1),
                 "run_dir": p.run_dir,
                 "scenario_path": p.scenario_path,
