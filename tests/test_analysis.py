@@ -140,3 +140,21 @@ def test_missing_service_samples_make_slo_inconclusive() -> None:
     slos = check_run(flatten([ServiceSlo("rules-engine", cpu_cores=0.5)]), {}, {})
     assert slos[0]["passed"] is None
     assert verdict(slos, []) == "inconclusive"
+
+
+def test_the_steady_window_ends_when_the_load_was_scheduled_to_stop() -> None:
+    """The last slice is flushed as Locust shuts down, about a second after the load stopped:
+    that idle tail is not part of the window rates and CPU means are taken over (a 6 s probe
+    of `capacity find` read its throughput 20% low), while its requests still count."""
+    import math
+
+    from helpers import meta_of
+
+    from capacity.analysis.summary import scheduled_end_s
+
+    arrival = {"arrival": [{"rate_per_s": 75.0, "duration_s": 6.0}], "duration_s": 6.0}
+    assert scheduled_end_s(meta_of({"load": arrival}), 100.0) == 106.0
+    # closed model: Locust's -t takes whole seconds
+    assert scheduled_end_s(meta_of({"load": {"users": 5, "duration_s": 22.5}}), 100.0) == 123.0
+    # no duration (a run until stopped): no end
+    assert scheduled_end_s(meta_of({"load": {"users": 5}}), 100.0) == math.inf

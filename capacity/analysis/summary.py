@@ -17,6 +17,7 @@ because the latency from the actual send hides the stalls the load generator wai
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,21 @@ class RunWindow:
     @property
     def steady_duration_s(self) -> float:
         return max(0.0, self.end_s - self.steady_start_s)
+
+
+def scheduled_end_s(meta: RunMeta, load_start_s: float) -> float:
+    """When the load was planned to stop (inf when run.json has no duration: a run until
+    stopped). The last slice is flushed as Locust shuts down, a second or so after the load
+    stopped; the steady window ends at the schedule, so that idle tail does not dilute rates and
+    CPU means (a 6 s probe read 20% low). Its requests, started before the stop, still count.
+    Locust's `-t` takes whole seconds, so a closed model without stages runs to the next one."""
+    load = meta.load
+    if load.duration_s is None or load.duration_s <= 0:
+        return math.inf
+    duration_s = load.duration_s
+    if not load.stages and not load.arrival and load.stage_count == 0:
+        duration_s = math.ceil(duration_s)
+    return load_start_s + duration_s
 
 
 def in_steady_state(record: Mapping[str, Any], steady_start_s: float) -> bool:
@@ -406,6 +422,7 @@ def summarize(
     if load_start is None:
         load_start = stats.first_start_s or 0.0
     end = stats.last_end_s if stats.last_end_s is not None else load_start + meta.warmup_s
+    end = min(end, scheduled_end_s(meta, load_start))
     # steady state from the first slice that counts (the warm-up rounded up to a whole slice)
     steady_start = load_start
     if meta.warmup_s > 0:
