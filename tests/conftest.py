@@ -136,3 +136,15 @@ def reset_tuning(state: StackState) -> None:
         )
         with opener.open(req, timeout=10):
             pass
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the session's embedded stack or a real Apollo federation is marked
+    `stack` / `apollo` by its fixtures, so `make unit` can leave it out without a marker on
+    every test."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "erp_stack" in fixtures:
+            item.add_marker(pytest.mark.stack)
+        if fixtures & {"apollo_subgraphs", "apollo_dev", "apollo_prod"}:
+            item.add_marker(pytest.mark.apollo)
