@@ -144,7 +144,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     every test."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if "erp_stack" in fixtures:
+        if fixtures & {"erp_stack", "stack"}:  # tests/test_stack.py starts its own as `stack`
             item.add_marker(pytest.mark.stack)
         if fixtures & {"apollo_subgraphs", "apollo_dev", "apollo_prod"}:
             item.add_marker(pytest.mark.apollo)
