@@ -100,6 +100,21 @@ def test_max_probes_is_inconclusive_with_the_interval_so_far() -> None:
     assert decision.lower_rps is not None and decision.upper_rps is not None
 
 
+def test_the_last_probe_allowed_can_finish_the_search() -> None:
+    """benchmarks/bench_find.py, 2026-12-02: the 10th probe confirmed 115/s against a failure
+    at 120.7/s (within 5%), and the search still said inconclusive for --max-probes."""
+    rates = [(75.0, PASS), (120.7, PASS), (137.4, FAIL), (129.0, FAIL), (124.9, FAIL)]
+    rates += [(120.7, FAIL), (97.8, PASS), (109.2, PASS), (115.0, PASS), (115.0, PASS)]
+    probes = [ProbeOutcome(rate, outcome) for rate, outcome in rates]
+    decision = decide(probes, SearchConfig(min_rate_per_s=75, max_rate_per_s=2000,
+                                           start_rate_per_s=75, max_probes=10))  # fmt: skip
+    assert decision.status == "found", decision.reason
+    assert (decision.lower_rps, decision.upper_rps) == (115.0, 120.7)
+    # one probe short of the confirmation: the budget is spent, so inconclusive
+    decision = decide(probes[:-1], SearchConfig(75, 2000, 75, max_probes=9))
+    assert decision.status == "inconclusive"
+
+
 def test_judging_a_probe_blames_the_system_only_for_its_own_slowness() -> None:
     saturated = "load generator locust was above 90% of a core for 30% of the run (limit 10%)"
     dropped = "arrival rate not met: 50 of 800 scheduled iterations dropped (6.2% > 1%)"

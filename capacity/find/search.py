@@ -142,6 +142,17 @@ def decide(probes: Sequence[ProbeOutcome], config: SearchConfig) -> Decision:
             lower,
             upper,
         )
+    if lower is not None and upper is not None and upper / lower - 1 <= config.resolution:
+        probes_at_lower = _rates(probes)[round(lower, 6)]
+        if not config.confirm or len(probes_at_lower) >= 2:
+            # Done: checked before the probe budget, so the last probe allowed can finish it.
+            return Decision(
+                None,
+                "found",
+                f"holds at {lower:g}/s ({len(probes_at_lower)} probe(s)), fails at {upper:g}/s",
+                lower,
+                upper,
+            )
     if len(probes) >= config.max_probes:
         return Decision(
             None,
@@ -184,13 +195,4 @@ def decide(probes: Sequence[ProbeOutcome], config: SearchConfig) -> Decision:
         return Decision(max(config.min_rate_per_s, lowest / config.growth), upper_rps=upper)
     if upper / lower - 1 > config.resolution:
         return Decision((lower + upper) / 2, lower_rps=lower, upper_rps=upper)
-    probes_at_lower = _rates(probes)[round(lower, 6)]
-    if config.confirm and len(probes_at_lower) < 2:
-        return Decision(lower, lower_rps=lower, upper_rps=upper)
-    return Decision(
-        None,
-        "found",
-        f"holds at {lower:g}/s ({len(probes_at_lower)} probe(s)), fails at {upper:g}/s",
-        lower,
-        upper,
-    )
+    return Decision(lower, lower_rps=lower, upper_rps=upper)  # confirm the lower bound
