@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check capacity tests benchmarks
 	$(BIN)/mypy
 
-## Fast tests only (no Docker, no Chromium needed; the latency truth test skips without tcpdump).
+## Fast tests only: no Docker, no embedded stack, no Apollo federation, nothing slow (the
+## latency truth test skips without tcpdump). `make test` runs everything.
 unit: $(STAMP)
-	$(BIN)/pytest -m "not docker and not slow"
+	$(BIN)/pytest -m "not docker and not slow and not stack and not apollo"
 
 clean-stack: $(STAMP)
 	$(BIN)/capacity stack down
