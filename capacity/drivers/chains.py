@@ -65,27 +65,11 @@ class CompiledChain:
     def _workflow(
         self, user: Any, flow: Any, ctx: dict[str, Any], values: dict[str, Any]
     ) -> str | None:
-        from capacity.drivers.temporal import REQUEST_TYPE as TEMPORAL
-        from capacity.drivers.temporal import run_workflow, session_for
+        from capacity.drivers.temporal import fire_for, run_workflow, session_for
 
         targets = self.targets
         session = session_for(targets.temporal_address, targets.namespace, targets.worker_service)
-        fire_event = user.environment.events.request.fire
-
-        def fire(
-            name: str, start_s: float, elapsed_ms: float, exc: Any, context: dict[str, Any]
-        ) -> None:
-            fire_event(
-                request_type=TEMPORAL,
-                name=name,
-                response_time=elapsed_ms,
-                response_length=0,
-                exception=exc,
-                context=context,
-                start_time=start_s,
-                url=None,
-            )
-
+        fire = fire_for(user.environment.events.request.fire)
         return run_workflow(session, fire, flow, ctx, values)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from locust.contrib.fasthttp import FAILURE_EXCEPTIONS, FastHttpSession
 from locust.exception import CatchResponseError
@@ -69,25 +69,8 @@ def send_checked(
     Returns the response body (None when there was none), for a caller that reacts to it.
     `probe` is the session's wire probe (`wire_timing.for_user`), if it has one.
     """
-    if probe is not None:
-        probe.begin()
-    start_time = time.time()
-    started = time.perf_counter()
-    response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
-    exception: Exception | None = None
-    length = 0
-    content = None
-    try:
-        content = response.content
-        length = len(content) if content else 0
-    except FAILURE_EXCEPTIONS as e:  # the body could not be read: as Locust reports it
-        exception = e
-    response_time_ms = (time.perf_counter() - started) * 1000
-    wire_ms = connect_ms = None
-    if probe is not None:
-        wire_ms, connect_ms = probe.read(response_time_ms)
-        if wire_ms is not None:
-            start_time = probe.sent_ns / 1e9
+    ex = _exchange(session, method, url, body, headers, probe)
+    response, content, exception = ex.response, ex.content, ex.exception
     if exception is None:
         exception = getattr(response, "error", None)  # non-2xx or no connection
     if exception is None and response.status_code == 200:
@@ -96,19 +79,7 @@ def send_checked(
             exception = CatchResponseError(failure)
             if partial:
                 context = {**context, "partial": True}
-    session.request_event.fire(
-        request_type=method,
-        name=name,
-        context=context,
-        response=response,
-        exception=exception,
-        start_time=start_time,
-        url=url,
-        response_length=length,
-        response_time=response_time_ms,
-        wire_time=wire_ms,
-        connect_time=connect_ms,
-    )
+    _report(session, ex, method, url, name, context, exception)
     return content
 
 
@@ -137,25 +108,8 @@ def send_expecting(
     body is returned to the caller (a chain takes values from it) and never kept. `probe`: as
     for `send_checked`, the wire time and connect time ride on the event.
     """
-    if probe is not None:
-        probe.begin()
-    start_time = time.time()
-    started = time.perf_counter()
-    response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
-    exception: Exception | None = None
-    length = 0
-    content = None
-    try:
-        content = response.content
-        length = len(content) if content else 0
-    except FAILURE_EXCEPTIONS as e:
-        exception = e
-    response_time_ms = (time.perf_counter() - started) * 1000
-    wire_ms = connect_ms = None
-    if probe is not None:
-        wire_ms, connect_ms = probe.read(response_time_ms)
-        if wire_ms is not None:
-            start_time = probe.sent_ns / 1e9
+    ex = _exchange(session, method, url, body, headers, probe)
+    response, content, exception = ex.response, ex.content, ex.exception
     if exception is None:
         error = getattr(response, "error", None)
         status = response.status_code
@@ -168,17 +122,76 @@ def send_expecting(
             failure = check(content or b"", rows)
             if failure is not None:
                 exception = CatchResponseError(failure)
+    _report(session, ex, method, url, name, context, exception)
+    return ((content or b"") if exception is None else None), exception
+
+
+class _Exchange(NamedTuple):
+    """One request as sent and timed, before it is judged."""
+
+    response: Any
+    content: bytes | None
+    exception: Exception | None  # the body could not be read
+    length: int
+    start_time: float
+    response_time_ms: float
+    wire_ms: float | None
+    connect_ms: float | None
+
+
+def _exchange(
+    session: FastHttpSession,
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    probe: WireProbe | None,
+) -> _Exchange:
+    """Send, read the body and time it: at the socket with a wire probe, else around the call."""
+    if probe is not None:
+        probe.begin()
+    start_time = time.time()
+    started = time.perf_counter()
+    response = session._send_request_safe_mode(method, url, payload=body, headers=headers)
+    exception: Exception | None = None
+    length = 0
+    content = None
+    try:
+        content = response.content
+        length = len(content) if content else 0
+    except FAILURE_EXCEPTIONS as e:  # the body could not be read: as Locust reports it
+        exception = e
+    response_time_ms = (time.perf_counter() - started) * 1000
+    wire_ms = connect_ms = None
+    if probe is not None:
+        wire_ms, connect_ms = probe.read(response_time_ms)
+        if wire_ms is not None:
+            start_time = probe.sent_ns / 1e9
+    return _Exchange(
+        response, content, exception, length, start_time, response_time_ms, wire_ms, connect_ms
+    )
+
+
+def _report(
+    session: FastHttpSession,
+    ex: _Exchange,
+    method: str,
+    url: str,
+    name: str,
+    context: dict[str, Any],
+    exception: Exception | None,
+) -> None:
+    """Fire the one `request` event of a judged exchange."""
     session.request_event.fire(
         request_type=method,
         name=name,
         context=context,
-        response=response,
+        response=ex.response,
         exception=exception,
-        start_time=start_time,
+        start_time=ex.start_time,
         url=url,
-        response_length=length,
-        response_time=response_time_ms,
-        wire_time=wire_ms,
-        connect_time=connect_ms,
+        response_length=ex.length,
+        response_time=ex.response_time_ms,
+        wire_time=ex.wire_ms,
+        connect_time=ex.connect_ms,
     )
-    return ((content or b"") if exception is None else None), exception

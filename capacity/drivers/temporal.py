@@ -392,6 +392,26 @@ def session_for(address: str, namespace: str, worker_service: str = "workflow") 
     return session
 
 
+def fire_for(fire_event: Callable[..., Any]) -> Fire:
+    """How a workflow step is reported: one Locust `request` event of type `temporal`."""
+
+    def fire(
+        name: str, start_time: float, elapsed_ms: float, exc: Any, context: dict[str, Any]
+    ) -> None:
+        fire_event(
+            request_type=REQUEST_TYPE,
+            name=name,
+            response_time=elapsed_ms,
+            response_length=0,
+            exception=exc,
+            context=context,
+            start_time=start_time,
+            url=None,
+        )
+
+    return fire
+
+
 # --- a workflow as one step: start, calls, result ---------------------------------------------
 
 
@@ -465,21 +485,7 @@ class WorkflowUser(User):
     def on_start(self) -> None:
         self._session = session_for(self.address, self.namespace, self.worker_service)
         self._total = self.cum_weights[-1] if self.cum_weights else 0
-        self._fire_event = self.environment.events.request.fire
-
-    def _fire(
-        self, name: str, start_time: float, elapsed_ms: float, exc: Any, context: dict[str, Any]
-    ) -> None:
-        self._fire_event(
-            request_type=REQUEST_TYPE,
-            name=name,
-            response_time=elapsed_ms,
-            response_length=0,
-            exception=exc,
-            context=context,
-            start_time=start_time,
-            url=None,
-        )
+        self._fire = fire_for(self.environment.events.request.fire)
 
     @task
     def start_workflow(self) -> None:
