@@ -142,7 +142,7 @@ class ClientHolder:
 class _Tracked:
     """A workflow whose result is being awaited by the task that started it."""
 
-    __slots__ = ("handle", "key", "task", "started_s", "timeout_s", "checked", "error")
+    __slots__ = ("handle", "key", "task", "started_s", "timeout_s", "checked", "error", "abandoned")
 
     def __init__(self, handle: Any, key: tuple[str, str], task: Any, timeout_s: float) -> None:
         self.handle = handle
@@ -152,6 +152,7 @@ class _Tracked:
         self.timeout_s = timeout_s
         self.checked = False
         self.error: str | None = None
+        self.abandoned = False  # its user was stopped before sending its calls
 
 
 class TemporalSession:
@@ -197,15 +198,19 @@ class TemporalSession:
         start_time = time.time()
         t0 = time.perf_counter()
         args = flow.args(rows)
+        stopped = [False]  # the user was stopped while the start was on its way
         self.bridge.spawn(
             lambda: self._run(
-                fire, flow, args, workflow_id, kwargs, started, done, ctx, start_time, t0
+                fire, flow, args, workflow_id, kwargs, started, done, ctx, start_time, t0, stopped
             )
         )
         try:
             handle = started.get()
-        except GreenletExit:
-            raise  # the user is being stopped: not a failure of the stack
+        except GreenletExit:  # the user is being stopped: not a failure of the stack
+            stopped[0] = True
+            if flow.calls and started.ready() and started.successful():
+                self.abandon(started.value)
+            raise
         except BaseException as exc:
             fire(
                 flow.start_name,
@@ -258,6 +263,20 @@ class TemporalSession:
         fire(call.name, start_time, (time.perf_counter() - t0) * 1000.0, failure, ctx)
         return failure
 
+    def abandon(self, handle: Any) -> None:
+        """The user driving `handle` was stopped before its calls were sent: a workflow waiting
+        for a signal that will never come would time out and read as the stack's failure. Its
+        result is not reported, and the workflow is terminated so it does not linger."""
+
+        async def drop() -> None:
+            for tracked in list(self._tracked.values()):
+                if tracked.handle is handle and not tracked.task.done():
+                    tracked.abandoned = True
+                    tracked.task.cancel()
+            await _terminate(handle, "the load generator stopped before sending its calls")
+
+        self.bridge.spawn(drop)
+
     # On the loop -----------------------------------------------------------------------------
 
     async def _run(
@@ -272,6 +291,7 @@ class TemporalSession:
         ctx: dict[str, Any],
         start_time: float,
         t0: float,
+        stopped: list[bool],
     ) -> None:
         """Start the workflow, hand the handle to the greenlet, then await and report its result."""
         try:
@@ -286,6 +306,9 @@ class TemporalSession:
             started.set_exception(exc)
             if done is not None:
                 done.set((failure_text(exc), None))
+            return
+        if stopped[0] and flow.calls:  # its calls will never be sent (see `abandon`)
+            await _terminate(handle, "the load generator stopped before sending its calls")
             return
         probe = self.probe
         probe.watch_queue(client, self.namespace, flow.task_queue)
@@ -313,6 +336,11 @@ class TemporalSession:
             error = failure_text(exc)
         finally:
             del self._tracked[id(tracked)]
+        if tracked.abandoned:
+            InFlight.count -= 1
+            if done is not None:
+                done.set(("abandoned: its user was stopped", None))
+            return
         if error is None:
             mark_served(key)
             if sampled:  # its first task has run: one short history read, no long poll
@@ -428,10 +456,14 @@ def run_workflow(
     handle, done = session.start(fire, flow, rows, ctx, hold_result=chain is not None)
     if handle is None:
         return f"{flow.start_name} failed"
-    for call in flow.calls:
-        failure = session.call(fire, call, handle, rows, ctx, flow.timeout_s)
-        if failure is not None:
-            return f"{call.name}: {failure}"
+    try:
+        for call in flow.calls:
+            failure = session.call(fire, call, handle, rows, ctx, flow.timeout_s)
+            if failure is not None:
+                return f"{call.name}: {failure}"
+    except GreenletExit:  # the user is being stopped, its calls unsent: not the stack's failure
+        session.abandon(handle)
+        raise
     if done is None:
         return None
     error, result = done.get(timeout=flow.timeout_s + RESULT_GRACE_S + 5.0)
